@@ -22,7 +22,6 @@ from pytest_persist.versions import (
     parse_version_warning,
 )
 
-
 # scikit-learn's own test class (sklearn/tests/test_base.py): its pickle claims version
 # "something". Only classes living in sklearn.* modules get the version check, so a copy
 # defined here would never warn.
@@ -114,6 +113,7 @@ class OldStyleEstimator(DecisionTreeClassifier):
             "https://scikit-learn.org/stable/model_persistence.html"
             "#security-maintainability-limitations",
             UserWarning,
+            stacklevel=2,
         )
         self.__dict__.update(state)
 
@@ -165,10 +165,12 @@ def test_other_warnings_are_not_version_warnings():
 
 def test_other_warnings_are_reemitted_untouched(iris):
     data = pickle.dumps(TreeBadVersion().fit(*iris))
-    with pytest.warns(RuntimeWarning, match="unrelated") as seen:
-        with capture_version_warnings() as records:
-            warnings.warn("unrelated", RuntimeWarning, stacklevel=1)
-            pickle.loads(data)
+    with (
+        pytest.warns(RuntimeWarning, match="unrelated") as seen,
+        capture_version_warnings() as records,
+    ):
+        warnings.warn("unrelated", RuntimeWarning, stacklevel=1)
+        pickle.loads(data)
     assert len(records) == 1
     assert [type(w.message) for w in seen] == [RuntimeWarning]
     assert seen[0].filename == __file__
@@ -177,18 +179,19 @@ def test_other_warnings_are_reemitted_untouched(iris):
 def test_other_warnings_keep_the_callers_filters():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        with pytest.raises(RuntimeWarning, match="unrelated"):
-            with capture_version_warnings():
-                warnings.warn("unrelated", RuntimeWarning, stacklevel=1)
+        with pytest.raises(RuntimeWarning, match="unrelated"), capture_version_warnings():
+            warnings.warn("unrelated", RuntimeWarning, stacklevel=1)
 
 
 def test_error_mode_raises_at_the_first_one(iris):
     forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(*iris)
     data = skewed_pickle(forest)
     seen = []
-    with pytest.raises(VersionSkewError) as info:
-        with capture_version_warnings("error", on_record=seen.append) as records:
-            pickle.loads(data)
+    with (
+        pytest.raises(VersionSkewError) as info,
+        capture_version_warnings("error", on_record=seen.append) as records,
+    ):
+        pickle.loads(data)
     assert len(records) == 1 and seen == records
     message = str(info.value)
     assert records[0].estimator in message
@@ -196,6 +199,5 @@ def test_error_mode_raises_at_the_first_one(iris):
 
 
 def test_unknown_mode_is_refused():
-    with pytest.raises(ValueError, match="record"):
-        with capture_version_warnings("ignore"):
-            pass
+    with pytest.raises(ValueError, match="record"), capture_version_warnings("ignore"):
+        pass
