@@ -1,0 +1,557 @@
+"""A versioned on-disk store of artifacts, saved in one environment and checked in another.
+
+Layout of a store directory ``root``::
+
+    root/
+      <test-slug>--<backend>-<hash>/     one entry per (test id, backend)
+        entry.json                       manifest: ids, estimator, environment, checksums...
+        artifact<suffix>                 what the backend wrote
+        data.npz, data.json              X, y and expected outputs (no pickle needed to read)
+      .tmp-...                           an entry being written (or left by a killed run)
+      .old-...                           an entry being replaced
+
+An entry is written in a temporary directory inside ``root`` and renamed into place, so a
+reader sees either no entry or a complete one, never a mix of two saves. Temporary
+directories are ignored by readers and removed once their writer is gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DATA_DESCRIPTION_FILE",
+    "DATA_FILE",
+    "ENTRY_FILE",
+    "STORE_FORMAT",
+    "STORE_FORMAT_VERSION",
+    "StoreError",
+    "StoredData",
+    "StoredEntry",
+    "TamperedArtifactError",
+    "clean_temporary",
+    "entry_dirs",
+    "entry_name",
+    "iter_entries",
+    "read_entry",
+    "save_entry",
+    "sha256_file",
+]
+
+STORE_FORMAT = "pytest-persist-store-entry"
+STORE_FORMAT_VERSION = 1
+ENTRY_FILE = "entry.json"
+DATA_FILE = "data.npz"
+DATA_DESCRIPTION_FILE = "data.json"
+
+_TEMP_PREFIX = ".tmp-"
+_OLD_PREFIX = ".old-"
+_STALE_SECONDS = 24 * 3600  # a temporary directory this old is removed whoever wrote it
+_SLUG_LENGTH = 80
+_PARAM_REPR_LENGTH = 2000
+
+
+class StoreError(Exception):
+    """A store directory or entry that cannot be used; the message names the file."""
+
+
+class TamperedArtifactError(StoreError):
+    """A stored file whose sha256 differs from the one in its entry.json: never loaded."""
+
+
+# ----------------------------------------------------------------------------------------------
+# names
+
+
+def entry_name(test_id: str, backend: str) -> str:
+    """A filesystem-safe directory name for (test id, backend), unique through a hash suffix."""
+    digest = hashlib.sha256(f"{test_id}\0{backend}".encode()).hexdigest()[:16]
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", test_id.replace("::", "--")).strip("._-")
+    backend_slug = re.sub(r"[^A-Za-z0-9._-]+", "_", backend)[:30]
+    return f"{slug[-_SLUG_LENGTH:].lstrip('._-') or 'entry'}--{backend_slug}-{digest}"
+
+
+# ----------------------------------------------------------------------------------------------
+# writing
+
+
+def save_entry(
+    root: Path | str,
+    *,
+    test_id: str,
+    backend_name: str,
+    estimator: Any,
+    artifact_path: Path | str,
+    X: Any,
+    y: Any,
+    expected_outputs: dict[str, Any],
+    not_compared: dict[str, str],
+    environment: dict[str, str],
+    test_source: str | None = None,
+    extra: Any = None,
+    backend_options: dict[str, Any] | None = None,
+) -> Path:
+    """Store one artifact with everything needed to check it elsewhere; return its directory.
+
+    ``artifact_path`` is the file (or directory) the backend wrote; it is copied. X, y and
+    ``expected_outputs`` (method -> output) go into ``data.npz`` + ``data.json`` (see
+    ``outputs_codec``); ``extra`` is any user data (a score...), stored JSON-safe.
+    ``backend_options`` are handed back to the backend when the artifact is loaded. Saving
+    the same (test id, backend) again replaces the entry as a whole.
+    """
+    from . import outputs_codec
+
+    root = Path(root)
+    artifact_path = Path(artifact_path)
+    if not artifact_path.exists():
+        raise StoreError(f"{artifact_path}: the artifact to store does not exist")
+    root.mkdir(parents=True, exist_ok=True)
+    name = entry_name(test_id, backend_name)
+    temp = Path(tempfile.mkdtemp(prefix=_temp_prefix(), suffix=f"-{name[-16:]}", dir=root))
+    try:
+        artifact_name = "artifact" + _suffix(artifact_path)
+        if artifact_path.is_dir():
+            shutil.copytree(artifact_path, temp / artifact_name)
+        else:
+            shutil.copyfile(artifact_path, temp / artifact_name)
+        outputs_codec.write(
+            temp / DATA_FILE,
+            temp / DATA_DESCRIPTION_FILE,
+            {"inputs": {"X": X, "y": y}, "outputs": dict(expected_outputs)},
+        )
+        manifest = {
+            "format": STORE_FORMAT,
+            "format_version": STORE_FORMAT_VERSION,
+            "test_id": test_id,
+            "backend": backend_name,
+            "estimator": _describe_estimator(estimator),
+            "backend_options": _jsonable(backend_options or {}),
+            "environment": {str(k): str(v) for k, v in environment.items()},
+            "methods": [str(m) for m in expected_outputs],
+            "not_compared": {str(k): str(v) for k, v in not_compared.items()},
+            "has_y": y is not None,
+            "artifact": artifact_name,
+            "data": DATA_FILE,
+            "data_description": DATA_DESCRIPTION_FILE,
+            "files": _checksums(temp),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "test_source": test_source,
+            "extra": _jsonable(extra),
+        }
+        _write_json(temp / ENTRY_FILE, manifest)
+        final = root / name
+        _publish(temp, final)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    return final
+
+
+def _publish(temp: Path, final: Path) -> None:
+    """Rename ``temp`` to ``final``, moving any previous entry out of the way first.
+
+    A rename onto a non-empty directory fails, so a concurrent save of the same entry is
+    retried: the last one to rename wins, and each visible entry is always one whole save.
+    """
+    for _ in range(100):
+        try:
+            os.rename(temp, final)
+            return
+        except OSError:
+            if not final.exists():
+                continue  # moved away by a concurrent save in between: try again
+        old = final.parent / f"{_OLD_PREFIX}{uuid.uuid4().hex[:12]}-{final.name[-16:]}"
+        try:
+            os.rename(final, old)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:  # pragma: no cover - e.g. a file held open on Windows
+            raise StoreError(f"{final}: cannot replace the existing entry ({exc})") from exc
+        shutil.rmtree(old, ignore_errors=True)
+    raise StoreError(f"{final}: could not publish the entry (too many concurrent saves)")
+
+
+def _temp_prefix() -> str:
+    host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+    return f"{_TEMP_PREFIX}{host}-{os.getpid()}-"
+
+
+def _suffix(path: Path) -> str:
+    suffixes = "".join(path.suffixes[-2:]) if path.is_file() else ""
+    return suffixes if re.fullmatch(r"(\.[A-Za-z0-9_-]{1,12}){0,2}", suffixes) else ""
+
+
+def _describe_estimator(estimator: Any) -> dict[str, Any]:
+    cls = type(estimator)
+    description: dict[str, Any] = {
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "name": cls.__name__,
+        "params": {},
+    }
+    get_params = getattr(estimator, "get_params", None)
+    if callable(get_params):
+        try:
+            params = get_params(deep=False)
+        except Exception as exc:
+            description["params_error"] = f"{type(exc).__name__}: {exc}"
+        else:
+            description["params"] = {str(k): _short_repr(v) for k, v in params.items()}
+    return description
+
+
+def _short_repr(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception as exc:
+        text = f"<repr failed: {type(exc).__name__}>"
+    if len(text) > _PARAM_REPR_LENGTH:
+        text = text[: _PARAM_REPR_LENGTH - 3] + "..."
+    return text
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as strict JSON: numpy scalars and arrays become Python values, non-finite
+    floats and anything else unknown become their repr."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else repr(float(value))
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays
+    if callable(tolist) and type(value).__module__ == "numpy":
+        return _jsonable(tolist())
+    return _short_repr(value)
+
+
+def _checksums(directory: Path) -> dict[str, dict[str, Any]]:
+    files = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        relative = path.relative_to(directory).as_posix()
+        files[relative] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+    return files
+
+
+def sha256_file(path: Path | str) -> str:
+    """The hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_json(path: Path, data: Any) -> None:
+    text = json.dumps(data, indent=2, allow_nan=False, ensure_ascii=False)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+# ----------------------------------------------------------------------------------------------
+# reading
+
+
+@dataclass(frozen=True)
+class StoredData:
+    """The inputs and expected outputs of an entry, decoded."""
+
+    X: Any
+    y: Any
+    expected: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """One validated entry: its directory and its manifest (``entry.json``)."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def entry_file(self) -> Path:
+        return self.path / ENTRY_FILE
+
+    @property
+    def test_id(self) -> str:
+        return self.manifest["test_id"]
+
+    @property
+    def backend(self) -> str:
+        return self.manifest["backend"]
+
+    @property
+    def estimator_class(self) -> str:
+        return self.manifest["estimator"]["class"]
+
+    @property
+    def estimator_name(self) -> str:
+        return self.manifest["estimator"]["name"]
+
+    @property
+    def params(self) -> dict[str, str]:
+        return self.manifest["estimator"]["params"]
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return self.manifest["environment"]
+
+    @property
+    def methods(self) -> list[str]:
+        return self.manifest["methods"]
+
+    @property
+    def not_compared(self) -> dict[str, str]:
+        return self.manifest["not_compared"]
+
+    @property
+    def has_y(self) -> bool:
+        return self.manifest["has_y"]
+
+    @property
+    def backend_options(self) -> dict[str, Any]:
+        return self.manifest["backend_options"]
+
+    @property
+    def test_source(self) -> str | None:
+        return self.manifest.get("test_source")
+
+    @property
+    def extra(self) -> Any:
+        return self.manifest.get("extra")
+
+    @property
+    def created(self) -> str:
+        return self.manifest["created"]
+
+    @property
+    def artifact_path(self) -> Path:
+        return self.path / self.manifest["artifact"]
+
+    @property
+    def artifact_bytes(self) -> int:
+        prefix = self.manifest["artifact"]
+        return sum(
+            info["size"]
+            for name, info in self.manifest["files"].items()
+            if name == prefix or name.startswith(prefix + "/")
+        )
+
+    def verify(self) -> None:
+        """Check the size and sha256 of every stored file against entry.json.
+
+        Raises ``TamperedArtifactError`` naming the file and both hashes; call this before
+        anything in the entry is unpickled.
+        """
+        for name, info in self.manifest["files"].items():
+            path = self.path / name
+            if not path.is_file():
+                raise TamperedArtifactError(
+                    f"{path}: missing; {self.entry_file} records it with sha256 "
+                    f"{info['sha256']}. Refusing to load this entry."
+                )
+            actual = sha256_file(path)
+            if actual != info["sha256"]:
+                raise TamperedArtifactError(
+                    f"{path}: sha256 {actual} does not match {info['sha256']} recorded in "
+                    f"{self.entry_file}; the file changed after it was saved. Refusing to load it."
+                )
+
+    def load_data(self) -> StoredData:
+        """X, y and the expected outputs (read without pickle; call ``verify`` first)."""
+        from . import outputs_codec
+
+        try:
+            groups = outputs_codec.read(
+                self.path / self.manifest["data"], self.path / self.manifest["data_description"]
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"{self.path / self.manifest['data']}: unreadable ({exc})") from exc
+        inputs = groups.get("inputs", {})
+        return StoredData(X=inputs.get("X"), y=inputs.get("y"), expected=groups.get("outputs", {}))
+
+    def __str__(self) -> str:
+        return f"{self.test_id} [{self.backend}]"
+
+
+def read_entry(directory: Path | str) -> StoredEntry:
+    """Read and validate one entry directory; a ``StoreError`` names the faulty file."""
+    directory = Path(directory)
+    path = directory / ENTRY_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StoreError(f"{path}: missing; {directory} is not a pytest-persist entry") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{path}: unreadable ({exc})") from None
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StoreError(
+            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            "it was truncated or edited by hand"
+        ) from None
+    _validate(manifest, path)
+    return StoredEntry(directory, manifest)
+
+
+def entry_dirs(root: Path | str) -> list[Path]:
+    """The visible entry directories of a store, sorted (temporary ones are left out)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise StoreError(f"{root}: no such store directory")
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def iter_entries(root: Path | str, *, clean: bool = True) -> list[StoredEntry]:
+    """Every entry of a store, validated, sorted by (test id, backend).
+
+    Raises ``StoreError`` naming the first invalid entry.json. With ``clean``, temporary
+    directories left by writers that are gone are removed first.
+    """
+    dirs = entry_dirs(root)
+    if clean:
+        clean_temporary(root)
+    entries = [read_entry(d) for d in dirs]
+    return sorted(entries, key=lambda e: (e.test_id, e.backend))
+
+
+def clean_temporary(root: Path | str, *, max_age: float = _STALE_SECONDS) -> list[Path]:
+    """Remove temporary directories whose writer is gone; return what was removed.
+
+    A ``.tmp-`` directory belongs to a live writer while its process (on this host) runs;
+    one older than ``max_age`` seconds is removed regardless. ``.old-`` directories are
+    replaced entries and are always removed.
+    """
+    root = Path(root)
+    removed = []
+    host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+    now = time.time()
+    for path in root.iterdir() if root.is_dir() else []:
+        if path.name.startswith(_OLD_PREFIX):
+            stale = True
+        elif path.name.startswith(_TEMP_PREFIX):
+            parts = path.name[len(_TEMP_PREFIX) :].split("-")
+            try:
+                age = now - path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            stale = age > max_age
+            if not stale and len(parts) > 2 and parts[0] == host and parts[1].isdigit():
+                stale = not _process_alive(int(parts[1]))
+        else:
+            continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            if not path.exists():
+                removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if sys.platform == "win32":  # os.kill(pid, 0) would terminate it on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# ----------------------------------------------------------------------------------------------
+# validation
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _validate(manifest: Any, path: Path) -> None:
+    def fail(why: str) -> StoreError:
+        return StoreError(f"{path}: invalid pytest-persist entry: {why}")
+
+    if not isinstance(manifest, dict):
+        raise fail(f"expected a JSON object, found {type(manifest).__name__}")
+    if manifest.get("format") != STORE_FORMAT:
+        raise fail(f"'format' is {manifest.get('format')!r}, expected {STORE_FORMAT!r}")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise fail(f"'format_version' is {version!r}, expected an integer")
+    if version > STORE_FORMAT_VERSION:
+        raise StoreError(
+            f"{path}: written by a newer pytest-persist (store format version {version}; this "
+            f"one reads up to version {STORE_FORMAT_VERSION}). Upgrade pytest-persist to check it."
+        )
+    if version < 1:
+        raise fail(f"store format version {version} is not supported")
+
+    expected_types: dict[str, type | tuple[type, ...]] = {
+        "test_id": str,
+        "backend": str,
+        "estimator": dict,
+        "backend_options": dict,
+        "environment": dict,
+        "methods": list,
+        "not_compared": dict,
+        "has_y": bool,
+        "artifact": str,
+        "data": str,
+        "data_description": str,
+        "files": dict,
+        "created": str,
+        "test_source": (str, type(None)),
+    }
+    for key, kind in expected_types.items():
+        if key not in manifest:
+            raise fail(f"missing key {key!r}")
+        if not isinstance(manifest[key], kind):
+            raise fail(f"{key!r} has type {type(manifest[key]).__name__}")
+    estimator = manifest["estimator"]
+    for key in ("class", "name"):
+        if not isinstance(estimator.get(key), str):
+            raise fail(f"'estimator.{key}' must be a string")
+    if not isinstance(estimator.get("params"), dict):
+        raise fail("'estimator.params' must be an object")
+    if not all(isinstance(m, str) for m in manifest["methods"]):
+        raise fail("'methods' must be a list of strings")
+    if not all(isinstance(v, str) for v in manifest["environment"].values()):
+        raise fail("'environment' values must be strings")
+    for name, info in manifest["files"].items():
+        if not _safe_relative(name):
+            raise fail(f"file name {name!r} points outside the entry")
+        if not isinstance(info, dict) or not _HEX64.fullmatch(str(info.get("sha256", ""))):
+            raise fail(f"file {name!r} has no valid sha256")
+        size = info.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise fail(f"file {name!r} has no valid size")
+    for key in ("artifact", "data", "data_description"):
+        name = manifest[key]
+        listed = name in manifest["files"] or any(
+            f.startswith(name + "/") for f in manifest["files"]
+        )
+        if not _safe_relative(name) or not listed:
+            raise fail(f"{key!r} names {name!r}, which has no checksum in 'files'")
+
+
+def _safe_relative(name: str) -> bool:
+    parts = name.split("/")
+    return bool(name) and not name.startswith(("/", "\\")) and ".." not in parts and ":" not in name
