@@ -288,9 +288,10 @@ def explain_dump_error(estimator: Any, backend: Backend, exc: BaseException) -> 
     culprit = _find_local_function(estimator)
     if culprit is not None and backend.name != "cloudpickle":
         owner, param, function = culprit
+        inside = "" if owner == name else f" inside {name}"
         return (
-            f"{backend.name} cannot serialize the {function} in {owner}({param}=...) of {name}; "
-            f"the cloudpickle backend can. ({_describe(exc)})"
+            f"{backend.name} cannot serialize the {function} in {owner}({param}=<{function}>)"
+            f"{inside}; the cloudpickle backend can. ({_describe(exc)})"
         )
     return f"dumping {name} with {backend.name} failed: {_describe(exc)}"
 
@@ -306,7 +307,7 @@ def _find_local_function(estimator: Any) -> tuple[str, str, str] | None:
         if callable(value) and ("<lambda>" in qualname or "<locals>" in qualname):
             owner_key, _, param = key.rpartition("__")
             owner = params.get(owner_key, estimator) if owner_key else estimator
-            what = "lambda" if "<lambda>" in qualname else f"local function {qualname}"
+            what = "lambda" if "<lambda>" in qualname else "local function"
             return type(owner).__name__, param, what
     return None
 
