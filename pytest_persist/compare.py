@@ -278,7 +278,7 @@ class _Comparer:
         else:
             with np.errstate(invalid="ignore"):
                 same = np.isclose(got_f, want_f, rtol=self.rtol, atol=self.atol, equal_nan=True)
-        n_different = int(total - np.count_nonzero(same))
+        n_different = int(np.count_nonzero(~same))
         if not n_different:
             return
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -307,7 +307,7 @@ class _Comparer:
 
     def _labels(self, want: np.ndarray, got: np.ndarray, path: str, total: int) -> None:
         same = _label_equal(want, got)
-        n_different = int(total - np.count_nonzero(same))
+        n_different = int(np.count_nonzero(~same))
         if not n_different:
             return
         fraction = n_different / total if total else 0.0
