@@ -8,9 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-_STATUS = re.compile(
-    r"^(?P<id>\S+::\S+(?: \[[^\]]*\])?) (?P<status>PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS|SUBPASSED|SUBFAILED|SUBSKIPPED)"
-)
+_WORDS = "PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS|SUBPASSED|SUBFAILED|SUBSKIPPED"
+_STATUS = re.compile(rf"^(?P<id>\S+::\S+(?: \[[^\]]*\])?) (?P<status>{_WORDS})")
 
 
 @dataclass
