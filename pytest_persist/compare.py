@@ -373,8 +373,8 @@ def _is_sparse(value: Any) -> bool:
 
 
 def _is_frame(value: Any) -> bool:
-    module = type(value).__module__
-    return module.startswith(("pandas.", "polars.")) and hasattr(value, "to_numpy")
+    library = type(value).__module__.partition(".")[0]
+    return library in ("pandas", "polars") and hasattr(value, "to_numpy")
 
 
 def _kind(value: Any) -> str:

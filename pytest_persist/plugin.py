@@ -66,6 +66,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker(MARKER)
     if marker is None:
         return
+    if "persist_roundtrip" not in metafunc.fixturenames:
+        return  # nothing to parametrize; pytest_runtest_setup says what is missing
     where = f"@pytest.mark.{MARKER} on {metafunc.definition.nodeid}"
     problem = _marker_problem(metafunc, marker, where)
     if problem is not None:  # fail this test alone, clearly, and let the others run
@@ -89,8 +91,6 @@ class UsageProblem(str):
 def _marker_problem(metafunc: pytest.Metafunc, marker: pytest.Mark, where: str) -> str | None:
     if marker.args:
         return UsageProblem(f"{where}: takes keyword arguments only, got {marker.args!r}")
-    if "persist_roundtrip" not in metafunc.fixturenames:
-        return UsageProblem(f"{where}: the test must request the persist_roundtrip fixture")
     settings = metafunc.config.stash[SETTINGS_KEY]
     try:
         request = build_request(dict(marker.kwargs), where=where)
@@ -100,6 +100,17 @@ def _marker_problem(metafunc: pytest.Metafunc, marker: pytest.Mark, where: str) 
     except ValueError as exc:
         return UsageProblem(f"{where}: {exc}")
     return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker(MARKER) and "persist_roundtrip" not in getattr(
+        item, "fixturenames", ()
+    ):
+        pytest.fail(
+            f"pytest-persist usage error: @pytest.mark.{MARKER} on {item.nodeid}: "
+            "the test must request the persist_roundtrip fixture",
+            pytrace=False,
+        )
 
 
 @pytest.fixture

@@ -230,7 +230,7 @@ def _is_sparse(value: Any) -> bool:
 
 
 def _is_pandas(value: Any) -> bool:
-    return type(value).__module__.startswith("pandas.") and hasattr(value, "equals")
+    return type(value).__module__.partition(".")[0] == "pandas" and hasattr(value, "equals")
 
 
 def _type_name(value: Any) -> str:
