@@ -2,4 +2,22 @@
 
 from __future__ import annotations
 
+from .backends import Backend, BackendCall, BackendRegistry, UnsupportedEstimator
+from .outcome import Difference, Outcome, OutcomeKind
+from .roundtrip import PersistUsageError, RoundtripConfig, check_persistence
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "BackendCall",
+    "BackendRegistry",
+    "Difference",
+    "Outcome",
+    "OutcomeKind",
+    "PersistUsageError",
+    "RoundtripConfig",
+    "UnsupportedEstimator",
+    "__version__",
+    "check_persistence",
+]

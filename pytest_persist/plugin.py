@@ -1,0 +1,144 @@
+"""pytest hooks and thin fixtures; the logic lives in the pytest-free modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from . import hookspecs
+from .backends import BackendRegistry
+from .outcome import Outcome
+from .roundtrip import PersistUsageError
+from .runner import PersistRoundtrip, SessionSettings
+from .settings import KEYWORDS, build_request, parse_name_list
+
+MARKER = "persist_roundtrip"
+SETTINGS_KEY = pytest.StashKey[SessionSettings]()
+OUTCOMES_KEY = pytest.StashKey[list[Outcome]]()
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("persist", "model persistence (pytest-persist)")
+    group.addoption(
+        "--persist-backends",
+        metavar="NAMES",
+        help="comma-separated backends to run (default: every registered backend; "
+        "ini: persist_backends)",
+    )
+    group.addoption(
+        "--persist-strict",
+        action="store_true",
+        default=None,
+        help="fail, rather than skip, when a backend cannot handle an estimator "
+        "(ini: persist_strict)",
+    )
+    parser.addini("persist_backends", "backends to run (names, comma or space separated)")
+    parser.addini("persist_strict", "fail when a backend cannot handle an estimator", "bool")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}({', '.join(f'{k}=...' for k in KEYWORDS)}): run the test once per "
+        "persistence backend; the persist_roundtrip fixture dumps, loads and compares.",
+    )
+    registry = BackendRegistry()
+    config.hook.pytest_persist_add_backends(registry=registry)
+    chosen = config.getoption("persist_backends") or config.getini("persist_backends")
+    try:
+        enabled = registry.select(parse_name_list(chosen) if chosen else None)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--persist-backends / persist_backends: {exc}") from None
+    strict = config.getoption("persist_strict")
+    config.stash[SETTINGS_KEY] = SessionSettings(
+        registry=registry,
+        enabled=enabled,
+        strict=bool(config.getini("persist_strict") if strict is None else strict),
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker(MARKER)
+    if marker is None:
+        return
+    if "persist_roundtrip" not in metafunc.fixturenames:
+        return  # nothing to parametrize; pytest_runtest_setup says what is missing
+    where = f"@pytest.mark.{MARKER} on {metafunc.definition.nodeid}"
+    problem = _marker_problem(metafunc, marker, where)
+    if problem is not None:  # fail this test alone, clearly, and let the others run
+        metafunc.parametrize("persist_backend", [pytest.param(problem, id="usage-error")])
+        return
+    settings = metafunc.config.stash[SETTINGS_KEY]
+    request = build_request(dict(marker.kwargs), where=where)
+    names = settings.registry.select(request.backends, request.exclude)
+    params = []
+    for name in (n for n in names if n in settings.enabled):
+        backend = settings.registry[name]
+        marks = [] if backend.is_available() else [pytest.mark.skip(backend.unavailable_reason())]
+        params.append(pytest.param(name, marks=marks, id=name))
+    metafunc.parametrize("persist_backend", params)
+
+
+class UsageProblem(str):
+    """A marker that cannot be honoured; the item fails with this message."""
+
+
+def _marker_problem(metafunc: pytest.Metafunc, marker: pytest.Mark, where: str) -> str | None:
+    if marker.args:
+        return UsageProblem(f"{where}: takes keyword arguments only, got {marker.args!r}")
+    settings = metafunc.config.stash[SETTINGS_KEY]
+    try:
+        request = build_request(dict(marker.kwargs), where=where)
+        settings.registry.select(request.backends, request.exclude)
+    except PersistUsageError as exc:
+        return UsageProblem(str(exc))
+    except ValueError as exc:
+        return UsageProblem(f"{where}: {exc}")
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker(MARKER) and "persist_roundtrip" not in getattr(
+        item, "fixturenames", ()
+    ):
+        pytest.fail(
+            f"pytest-persist usage error: @pytest.mark.{MARKER} on {item.nodeid}: "
+            "the test must request the persist_roundtrip fixture",
+            pytrace=False,
+        )
+
+
+@pytest.fixture
+def persist_backend() -> str | None:
+    """The backend this item round-trips through (None without the marker: all of them)."""
+    return None
+
+
+@pytest.fixture
+def persist_roundtrip(
+    request: pytest.FixtureRequest, persist_backend: str | None, tmp_path: Any
+) -> PersistRoundtrip:
+    """Callable ``persist_roundtrip(estimator, X, y=None, **keywords)``; see the README."""
+    if isinstance(persist_backend, UsageProblem):
+        pytest.fail(f"pytest-persist usage error: {persist_backend}", pytrace=False)
+    marker = request.node.get_closest_marker(MARKER)
+    subtests = None
+    if persist_backend is None:
+        try:
+            subtests = request.getfixturevalue("subtests")
+        except pytest.FixtureLookupError:
+            subtests = None
+    return PersistRoundtrip(
+        settings=request.config.stash[SETTINGS_KEY],
+        backend_name=persist_backend,
+        marker_keywords=dict(marker.kwargs) if marker else {},
+        workdir=tmp_path / "persist",
+        test_id=request.node.nodeid,
+        record=request.node.stash.setdefault(OUTCOMES_KEY, []),
+        subtests=subtests,
+    )

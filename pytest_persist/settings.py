@@ -1,0 +1,135 @@
+"""Validation of the marker's keywords and of option values, pytest-free.
+
+One table says which keywords exist and what each accepts, so the marker, the fixture's
+keyword arguments and ``check_persistence`` all reject the same bad input the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .compare import PREDICTION_METHODS
+from .roundtrip import STATE_POLICIES, PersistUsageError, RoundtripConfig
+
+
+def _names(value: Any, what: str) -> list[str]:
+    if isinstance(value, str):
+        return parse_name_list(value)
+    if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise PersistUsageError(f"{what} must be a list of names, got {value!r}")
+
+
+def _methods(value: Any, what: str) -> list[str]:
+    methods = _names(value, what)
+    unknown = [m for m in methods if m not in PREDICTION_METHODS]
+    if unknown:
+        raise PersistUsageError(
+            f"{what} names unknown method(s) {', '.join(map(repr, unknown))}; "
+            f"choose among {', '.join(PREDICTION_METHODS)}"
+        )
+    return methods
+
+
+def _tolerance(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise PersistUsageError(f"{what} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def _fraction(value: Any, what: str) -> float:
+    number = _tolerance(value, what)
+    if number > 1:
+        raise PersistUsageError(f"{what} is a fraction between 0 and 1, got {value!r}")
+    return number
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise PersistUsageError(f"{what} must be True or False, got {value!r}")
+    return value
+
+
+def _state(value: Any, what: str) -> str:
+    if value not in STATE_POLICIES:
+        raise PersistUsageError(f"{what} must be one of {', '.join(STATE_POLICIES)}, got {value!r}")
+    return value
+
+
+def _onnx_dtype(value: Any, what: str) -> str:
+    if value not in ("float32", "float64"):
+        raise PersistUsageError(f"{what} must be 'float32' or 'float64', got {value!r}")
+    return value
+
+
+def _opset(value: Any, what: str) -> int | dict[str, int]:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, int) for k, v in value.items()
+    ):
+        return dict(value)
+    raise PersistUsageError(f"{what} must be an opset number or a {{domain: opset}} dict")
+
+
+@dataclass(frozen=True)
+class Keyword:
+    """One keyword of the marker: where it goes and how it is checked."""
+
+    check: Callable[[Any, str], Any]
+    target: str  # "select" (which backends), "config" (RoundtripConfig) or "backend" (options)
+
+
+KEYWORDS: dict[str, Keyword] = {
+    "backends": Keyword(_names, "select"),
+    "exclude": Keyword(_names, "select"),
+    "methods": Keyword(_methods, "config"),
+    "rtol": Keyword(_tolerance, "config"),
+    "atol": Keyword(_tolerance, "config"),
+    "exact": Keyword(_flag, "config"),
+    "state": Keyword(_state, "config"),
+    "max_label_flips": Keyword(_fraction, "config"),
+    "check_determinism": Keyword(_flag, "config"),
+    "trusted": Keyword(_names, "backend"),
+    "onnx_dtype": Keyword(_onnx_dtype, "backend"),
+    "target_opset": Keyword(_opset, "backend"),
+}
+
+
+@dataclass
+class RoundtripRequest:
+    """A validated request: which backends, and how to compare."""
+
+    backends: list[str] | None
+    exclude: list[str]
+    config: RoundtripConfig
+
+
+def parse_name_list(text: str) -> list[str]:
+    """``"pickle, joblib"`` or ``"pickle joblib"`` -> ``["pickle", "joblib"]``."""
+    return [part for part in text.replace(",", " ").split() if part]
+
+
+def build_request(
+    keywords: dict[str, Any], *, where: str, defaults: dict[str, Any] | None = None
+) -> RoundtripRequest:
+    """Validate ``keywords`` (marker or call) over ``defaults`` (options) into a request."""
+    unknown = sorted(set(keywords) - set(KEYWORDS))
+    if unknown:
+        raise PersistUsageError(
+            f"{where}: unknown keyword(s) {', '.join(unknown)}; "
+            f"persist_roundtrip accepts {', '.join(KEYWORDS)}"
+        )
+    merged = {**(defaults or {}), **keywords}
+    values = {
+        name: KEYWORDS[name].check(value, f"{where}: {name}") for name, value in merged.items()
+    }
+    config_fields = {n: v for n, v in values.items() if KEYWORDS[n].target == "config"}
+    backend_options = {n: v for n, v in values.items() if KEYWORDS[n].target == "backend"}
+    return RoundtripRequest(
+        backends=values.get("backends"),
+        exclude=values.get("exclude", []),
+        config=RoundtripConfig(**config_fields, backend_options=backend_options),
+    )

@@ -1,0 +1,49 @@
+"""Shared helpers for testing the plugin as users meet it: through pytester, in a subprocess."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from dataclasses import dataclass
+
+import pytest
+
+_WORDS = "PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS|SUBPASSED|SUBFAILED|SUBSKIPPED"
+_STATUS = re.compile(rf"^(?P<id>\S+::\S+(?: \[[^\]]*\])?) (?P<status>{_WORDS})")
+
+
+@dataclass
+class SuiteRun:
+    """The result of running a test file through pytest in a subprocess."""
+
+    result: pytest.RunResult
+    statuses: dict[str, str]
+
+    @property
+    def text(self) -> str:
+        return self.result.stdout.str()
+
+    def status(self, test_id: str) -> str:
+        matches = {k: v for k, v in self.statuses.items() if k.endswith(test_id)}
+        if len(matches) != 1:
+            raise AssertionError(f"{test_id!r} matches {matches!r} in:\n{self.text}")
+        return next(iter(matches.values()))
+
+
+@pytest.fixture
+def run_suite(pytester: pytest.Pytester):
+    """Write ``source`` as a test module and run it with the plugin in a subprocess."""
+
+    def run(source: str, *args: str, name: str = "test_suite.py", ini: str = "") -> SuiteRun:
+        pytester.path.joinpath(name).write_text(textwrap.dedent(source))
+        if ini:
+            pytester.makeini(textwrap.dedent(ini))
+        result = pytester.runpytest_subprocess("-v", "-p", "no:cacheprovider", "-rA", *args)
+        statuses = {}
+        for line in result.stdout.lines:
+            match = _STATUS.match(line)
+            if match:
+                statuses[match["id"].split("::", 1)[1]] = match["status"]
+        return SuiteRun(result, statuses)
+
+    return run
