@@ -1,0 +1,297 @@
+"""Reports of round trips and cross-environment checks: JSON, markdown and terminal lines.
+
+The JSON schema is read by other tools (the nox layer); keep it stable::
+
+    {"format": "pytest-persist-report", "format_version": 1,
+     "environment": {...},                       # where the report was written
+     "records": [Outcome.to_dict() + {"mode": "roundtrip" | "check"}, ...]}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .outcome import Outcome, OutcomeKind
+
+__all__ = [
+    "REPORT_FORMAT",
+    "REPORT_FORMAT_VERSION",
+    "Record",
+    "has_something_to_say",
+    "markdown_report",
+    "read_json_report",
+    "summary_lines",
+    "write_json_report",
+    "write_markdown_report",
+]
+
+REPORT_FORMAT = "pytest-persist-report"
+REPORT_FORMAT_VERSION = 1
+MODES = ("roundtrip", "check")
+
+_SYMBOLS = {
+    OutcomeKind.PASSED: "✅",
+    OutcomeKind.MISMATCH: "❌",
+    OutcomeKind.DUMP_ERROR: "❌",
+    OutcomeKind.LOAD_ERROR: "❌",
+    OutcomeKind.METHOD_ERROR: "❌",
+    OutcomeKind.UNSUPPORTED: "⚪",
+    OutcomeKind.UNAVAILABLE: "⚪",
+}
+
+
+@dataclass
+class Record:
+    """One outcome and how it was obtained: an in-process ``roundtrip`` or a stored ``check``."""
+
+    outcome: Outcome
+    mode: str = "roundtrip"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record: ``Outcome.to_dict()`` plus ``mode``."""
+        return _json_safe({**self.outcome.to_dict(), "mode": self.mode})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        data = dict(data)
+        mode = data.pop("mode", "roundtrip")
+        return cls(Outcome.from_dict(data), mode)
+
+
+# ----------------------------------------------------------------------------------------------
+# JSON
+
+
+def write_json_report(
+    path: Path | str, records: Iterable[Record], environment: dict[str, str]
+) -> Path:
+    """Write the JSON report atomically; return its path."""
+    report = {
+        "format": REPORT_FORMAT,
+        "format_version": REPORT_FORMAT_VERSION,
+        "environment": dict(environment),
+        "records": [record.to_dict() for record in records],
+    }
+    text = json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+    return _write_atomic(Path(path), text)
+
+
+def read_json_report(path: Path | str) -> tuple[dict[str, str], list[Record]]:
+    """(environment, records) of a report written by ``write_json_report``."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if data.get("format") != REPORT_FORMAT:
+        raise ValueError(f"{path}: not a {REPORT_FORMAT} file")
+    if data.get("format_version") != REPORT_FORMAT_VERSION:
+        raise ValueError(f"{path}: report format version {data.get('format_version')!r} unknown")
+    return data["environment"], [Record.from_dict(r) for r in data["records"]]
+
+
+def _json_safe(value: Any) -> Any:
+    """Strict JSON: non-finite floats become "nan"/"inf"/"-inf", unknown objects their str."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist) and type(value).__module__ == "numpy":
+        return _json_safe(tolist())
+    return str(value)
+
+
+# ----------------------------------------------------------------------------------------------
+# tables
+
+
+def _row_label(outcome: Outcome) -> str:
+    """The test that produced ``outcome``, without its backend parameter."""
+    test = outcome.test_id.rsplit("::", 1)[-1] if outcome.test_id else ""
+    if test.endswith("]") and "[" in test:
+        name, _, params = test[:-1].partition("[")
+        backend = outcome.backend
+        if params == backend:
+            params = ""
+        elif params.endswith("-" + backend):
+            params = params[: -len(backend) - 1]
+        elif params.startswith(backend + "-"):
+            params = params[len(backend) + 1 :]
+        test = f"{name}[{params}]" if params else name
+    return f"{outcome.estimator} ({test})" if test else outcome.estimator
+
+
+def _cell(outcome: Outcome) -> str:
+    text = outcome.kind.value
+    if outcome.version_warnings:
+        text += f" ⚠{len(outcome.version_warnings)}"
+    return text
+
+
+def _matrix(records: Sequence[Record]) -> tuple[list[str], list[str], dict[tuple[str, str], str]]:
+    rows: list[str] = []
+    backends: list[str] = []
+    cells: dict[tuple[str, str], str] = {}
+    for record in records:
+        outcome = record.outcome
+        row = _row_label(outcome)
+        if row not in rows:
+            rows.append(row)
+        if outcome.backend not in backends:
+            backends.append(outcome.backend)
+        key = (row, outcome.backend)
+        cells[key] = f"{cells[key]}, {_cell(outcome)}" if key in cells else _cell(outcome)
+    return rows, backends, cells
+
+
+def _version_warnings(records: Sequence[Record]) -> list[tuple[str, str, str, int, list[str]]]:
+    """(estimator, original, current, count, where) for every distinct warning."""
+    seen: dict[tuple[str, str, str], tuple[int, list[str]]] = {}
+    for record in records:
+        for warning in record.outcome.version_warnings:
+            key = (warning.estimator, str(warning.original_version), str(warning.current_version))
+            count, where = seen.get(key, (0, []))
+            label = f"{_row_label(record.outcome)} [{record.outcome.backend}]"
+            seen[key] = (count + 1, where if label in where else [*where, label])
+    return [(*key, count, where) for key, (count, where) in seen.items()]
+
+
+def has_something_to_say(records: Sequence[Record]) -> bool:
+    """True when a summary is worth showing: a failure, a version warning or any check."""
+    return any(r.outcome.failed or r.outcome.version_warnings or r.mode == "check" for r in records)
+
+
+# ----------------------------------------------------------------------------------------------
+# terminal
+
+
+def summary_lines(records: Sequence[Record], *, always: bool = False) -> list[str]:
+    """Lines for the pytest terminal summary: one table per mode (estimator x backend), then
+    the version warnings; empty when there is nothing to say (unless ``always``)."""
+    records = list(records)
+    if not records or not (always or has_something_to_say(records)):
+        return []
+    lines: list[str] = []
+    for mode, title in (("roundtrip", "round trips"), ("check", "stored artifacts checked")):
+        chosen = [r for r in records if r.mode == mode]
+        if not chosen:
+            continue
+        rows, backends, cells = _matrix(chosen)
+        counts = _counts(chosen)
+        lines.append(f"{title}: {counts}")
+        width = max(len(r) for r in [*rows, "estimator (test)"])
+        widths = [max(len(b), *(len(cells.get((r, b), "")) for r in rows)) for b in backends]
+        header = "  ".join(b.ljust(w) for b, w in zip(backends, widths, strict=True))
+        lines.append(f"  {'estimator (test)'.ljust(width)}  {header}".rstrip())
+        for row in rows:
+            shown = "  ".join(
+                cells.get((row, b), "-").ljust(w) for b, w in zip(backends, widths, strict=True)
+            )
+            lines.append(f"  {row.ljust(width)}  {shown}".rstrip())
+    warnings = _version_warnings(records)
+    if warnings:
+        lines.append("version warnings (estimator: saved with -> loaded with):")
+        for estimator, original, current, count, where in warnings:
+            times = f" x{count}" if count > 1 else ""
+            lines.append(f"  {estimator}: {original} -> {current}{times} in {', '.join(where)}")
+    return lines
+
+
+def _counts(records: Sequence[Record]) -> str:
+    totals: dict[str, int] = {}
+    for record in records:
+        totals[record.outcome.kind.value] = totals.get(record.outcome.kind.value, 0) + 1
+    return ", ".join(f"{n} {kind}" for kind, n in totals.items())
+
+
+# ----------------------------------------------------------------------------------------------
+# markdown
+
+
+def markdown_report(records: Sequence[Record]) -> str:
+    """The markdown text of ``write_markdown_report``."""
+    records = list(records)
+    lines = ["## pytest-persist", ""]
+    if not records:
+        lines.append("No round trips or checks ran.")
+        return "\n".join(lines) + "\n"
+    for mode, title in (("roundtrip", "Round trips"), ("check", "Stored artifacts checked")):
+        chosen = [r for r in records if r.mode == mode]
+        if not chosen:
+            continue
+        rows, backends, cells = _matrix(chosen)
+        lines += [f"### {title}", "", f"{_counts(chosen)}", ""]
+        lines.append("| estimator (test) | " + " | ".join(backends) + " |")
+        lines.append("|---|" + "---|" * len(backends))
+        symbols = {
+            (_row_label(r.outcome), r.outcome.backend): _SYMBOLS[r.outcome.kind] for r in chosen
+        }
+        for row in rows:
+            shown = [
+                f"{symbols[(row, b)]} {_md(cells[(row, b)])}" if (row, b) in cells else ""
+                for b in backends
+            ]
+            lines.append(f"| {_md(row)} | " + " | ".join(shown) + " |")
+        lines.append("")
+    warnings = _version_warnings(records)
+    if warnings:
+        lines += ["### Version warnings", ""]
+        lines.append("| estimator | saved with | loaded with | times | where |")
+        lines.append("|---|---|---|---|---|")
+        for estimator, original, current, count, where in warnings:
+            lines.append(
+                f"| {_md(estimator)} | {_md(original)} | {_md(current)} | {count} | "
+                f"{_md(', '.join(where))} |"
+            )
+        lines.append("")
+    problems = [r for r in records if r.outcome.failed]
+    if problems:
+        lines += ["### Problems", ""]
+        for record in problems:
+            outcome = record.outcome
+            lines.append(f"<details><summary>{_html(outcome.headline())} ({record.mode})</summary>")
+            lines += ["", "```", outcome.message().replace("```", "'''"), "```", "</details>", ""]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown_report(path: Path | str, records: Sequence[Record]) -> Path:
+    """Write the markdown report (fit for ``$GITHUB_STEP_SUMMARY``) atomically."""
+    return _write_atomic(Path(path), markdown_report(records))
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _write_atomic(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, path)
+        os.chmod(path, 0o644)  # mkstemp makes it private; a report is meant to be read
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return path

@@ -1,0 +1,134 @@
+"""JSON, markdown and terminal reports of round trips and checks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from pytest_persist import check_persistence
+from pytest_persist.outcome import Difference, Outcome, OutcomeKind, VersionWarningRecord
+from pytest_persist.report import (
+    Record,
+    read_json_report,
+    summary_lines,
+    write_json_report,
+    write_markdown_report,
+)
+from pytest_persist.versions import environment_fingerprint
+
+
+def warning(estimator="DecisionTreeClassifier", old="1.2.2", new="1.9.1"):
+    return VersionWarningRecord(estimator, old, new, "InconsistentVersionWarning", "Trying...")
+
+
+def sample_records() -> list[Record]:
+    passed = Outcome(OutcomeKind.PASSED, "LogisticRegression", "pickle", test_id="t.py::test_lr")
+    mismatch = Outcome(
+        OutcomeKind.MISMATCH,
+        "RandomForestClassifier",
+        "joblib",
+        test_id="t.py::test_rf[joblib]",
+        differences=[
+            Difference("predict", "2.00% of labels differ", n_different=3, n_total=150),
+            Difference("predict_proba", "values differ", max_abs=float("nan"), max_rel=0.5),
+        ],
+        version_warnings=[warning(), warning(), warning("RandomForestClassifier")],
+        details={"saved_environment": {"scikit-learn": "1.2.2"}},
+    )
+    crashed = Outcome(
+        OutcomeKind.LOAD_ERROR,
+        "Weird|Model",
+        "cloudpickle",
+        test_id="t.py::test_weird[cloudpickle-big]",
+        error="the loader crashed with SIGABRT while loading",
+    )
+    unavailable = Outcome(
+        OutcomeKind.UNAVAILABLE, "LogisticRegression", "onnx", test_id="t.py::test_lr", error="no"
+    )
+    return [
+        Record(passed, "roundtrip"),
+        Record(mismatch, "check"),
+        Record(crashed, "check"),
+        Record(unavailable, "roundtrip"),
+    ]
+
+
+def test_json_report_schema(tmp_path):
+    records = sample_records()
+    path = write_json_report(tmp_path / "out" / "report.json", records, {"python": "3.11.7"})
+    data = json.loads(path.read_text())  # strict JSON, no NaN
+    assert list(data) == ["format", "format_version", "environment", "records"]
+    assert data["format"] == "pytest-persist-report" and data["format_version"] == 1
+    assert data["environment"] == {"python": "3.11.7"}
+    first, second = data["records"][:2]
+    assert first["mode"] == "roundtrip" and second["mode"] == "check"
+    assert first["kind"] == "passed" and second["kind"] == "mismatch"
+    for key in Outcome.__dataclass_fields__:
+        if key != "loaded":
+            assert key in first
+    assert second["differences"][1]["max_abs"] == "nan"
+    assert second["version_warnings"][0]["original_version"] == "1.2.2"
+    assert second["details"]["saved_environment"] == {"scikit-learn": "1.2.2"}
+    assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # no temporary left
+
+
+def test_json_report_reads_back(tmp_path):
+    records = sample_records()
+    environment, back = read_json_report(
+        write_json_report(tmp_path / "r.json", records, environment_fingerprint())
+    )
+    assert environment["python"]
+    assert [(r.mode, r.outcome.kind, r.outcome.backend) for r in back] == [
+        (r.mode, r.outcome.kind, r.outcome.backend) for r in records
+    ]
+    assert back[1].outcome.version_warnings == records[1].outcome.version_warnings
+
+
+def test_real_roundtrip_outcomes_serialize(tmp_path):
+    X, y = load_iris(return_X_y=True)
+    outcomes = check_persistence(LogisticRegression(max_iter=500).fit(X, y), X, y)
+    path = write_json_report(
+        tmp_path / "r.json", [Record(o) for o in outcomes], environment_fingerprint()
+    )
+    data = json.loads(path.read_text())
+    assert {r["kind"] for r in data["records"]} == {"passed"}
+    assert all(r["dump_seconds"] is not None for r in data["records"])
+
+
+def test_markdown_report(tmp_path):
+    path = write_markdown_report(tmp_path / "summary.md", sample_records())
+    text = path.read_text()
+    assert "### Round trips" in text and "### Stored artifacts checked" in text
+    assert "| estimator (test) | pickle | onnx |" in text
+    assert "| LogisticRegression (test_lr) | ✅ passed | ⚪ unavailable |" in text
+    assert "RandomForestClassifier (test_rf) | ❌ mismatch ⚠3 |" in text
+    assert "Weird\\|Model (test_weird[big])" in text  # pipes escaped, backend id dropped
+    assert "| DecisionTreeClassifier | 1.2.2 | 1.9.1 | 2 |" in text
+    assert "<summary>Weird|Model via cloudpickle: load_error (check)</summary>" in text
+    assert "SIGABRT" in text
+
+
+def test_summary_lines():
+    lines = summary_lines(sample_records())
+    text = "\n".join(lines)
+    assert lines[0] == "round trips: 1 passed, 1 unavailable"
+    assert "stored artifacts checked: 1 mismatch, 1 load_error" in text
+    assert "DecisionTreeClassifier: 1.2.2 -> 1.9.1 x2 in RandomForestClassifier (test_rf)" in text
+    header = next(line for line in lines if "estimator (test)" in line and "joblib" in line)
+    assert header.index("joblib") < header.index("cloudpickle")
+
+
+def test_nothing_to_say_gives_no_lines():
+    passed = Outcome(OutcomeKind.PASSED, "LogisticRegression", "pickle", test_id="t::a")
+    assert summary_lines([Record(passed)]) == []
+    assert summary_lines([]) == []
+    assert summary_lines([Record(passed)], always=True)
+    assert summary_lines([Record(passed, "check")])  # checks are always worth a line
+
+
+def test_mode_is_validated():
+    with pytest.raises(ValueError, match="mode"):
+        Record(Outcome(OutcomeKind.PASSED, "X", "pickle"), "other")
