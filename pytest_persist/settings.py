@@ -7,7 +7,7 @@ keyword arguments and ``check_persistence`` all reject the same bad input the sa
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .compare import PREDICTION_METHODS
@@ -20,6 +20,14 @@ def _names(value: Any, what: str) -> list[str]:
     if isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, str) for v in value):
         return list(value)
     raise PersistUsageError(f"{what} must be a list of names, got {value!r}")
+
+
+def _reasons(value: Any, what: str) -> dict[str, str]:
+    if isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        return dict(value)
+    raise PersistUsageError(f"{what} must be a {{backend: reason}} dict, got {value!r}")
 
 
 def _methods(value: Any, what: str) -> list[str]:
@@ -85,6 +93,7 @@ class Keyword:
 KEYWORDS: dict[str, Keyword] = {
     "backends": Keyword(_names, "select"),
     "exclude": Keyword(_names, "select"),
+    "xfail": Keyword(_reasons, "select"),
     "methods": Keyword(_methods, "config"),
     "rtol": Keyword(_tolerance, "config"),
     "atol": Keyword(_tolerance, "config"),
@@ -105,6 +114,7 @@ class RoundtripRequest:
     backends: list[str] | None
     exclude: list[str]
     config: RoundtripConfig
+    xfail: dict[str, str] = field(default_factory=dict)
 
 
 def parse_name_list(text: str) -> list[str]:
@@ -131,5 +141,6 @@ def build_request(
     return RoundtripRequest(
         backends=values.get("backends"),
         exclude=values.get("exclude", []),
+        xfail=values.get("xfail", {}),
         config=RoundtripConfig(**config_fields, backend_options=backend_options),
     )

@@ -58,10 +58,20 @@ class BackendRegistry:
     def names(self) -> list[str]:
         return list(self._backends)
 
-    def select(self, names: list[str] | None = None, exclude: list[str] | None = None) -> list[str]:
-        """Validated backend names: ``names`` (all when None) minus ``exclude``."""
+    def select(
+        self,
+        names: list[str] | None = None,
+        exclude: list[str] | None = None,
+        *,
+        also_known: list[str] | None = None,
+    ) -> list[str]:
+        """Validated backend names: ``names`` (all when None) minus ``exclude``.
+
+        ``also_known`` are further names to validate (e.g. the keys of ``xfail``).
+        """
         chosen = self.names if names is None else list(names)
-        unknown = [n for n in [*chosen, *(exclude or [])] if n not in self._backends]
+        mentioned = [*chosen, *(exclude or []), *(also_known or [])]
+        unknown = [n for n in mentioned if n not in self._backends]
         if unknown:
             raise ValueError(
                 f"unknown persistence backend(s) {', '.join(map(repr, unknown))}; "
