@@ -372,3 +372,14 @@ def test_artifact_loads_from_the_file_alone(iris, tmp_path) -> None:
     assert_array_equal(loaded.predict(X.astype(np.float64)), clf.predict(X))
     assert sorted(dir(loaded)) == sorted(set(dir(loaded)))
     assert {"predict", "predict_proba", "predict_log_proba"} <= set(dir(loaded))
+
+
+def test_quadratic_discriminant_label_row_is_raveled(iris, tmp_path) -> None:
+    """skl2onnx gives QuadraticDiscriminantAnalysis's label as shape (1, n)."""
+    from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
+
+    X, y = iris
+    qda = QuadraticDiscriminantAnalysis().fit(X, y)
+    loaded, _ = roundtrip(qda, X, tmp_path)
+    assert_array_equal(loaded.predict(X.copy()), qda.predict(X))
+    assert_allclose(loaded.predict_proba(X.copy()), qda.predict_proba(X), atol=PROBA_ATOL)

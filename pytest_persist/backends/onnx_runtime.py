@@ -304,7 +304,8 @@ class OnnxModel:
         spec = self.methods[method]
         (result,) = self.session.run([spec["output"]], _feeds(X, self.inputs))
         result = np.asarray(result)
-        if spec.get("ndim") == 1 and result.ndim == 2 and result.shape[1] == 1:
+        if spec.get("ndim") == 1 and result.ndim == 2 and 1 in result.shape:
+            # (n, 1) from most converters, (1, n) from QuadraticDiscriminantAnalysis's label
             result = result.ravel()
         if method == "predict" and "dtype" in spec:
             result = result.astype(np.dtype(spec["dtype"]))
