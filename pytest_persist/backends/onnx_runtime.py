@@ -137,7 +137,11 @@ def _is_frame(X: Any) -> bool:
 
 
 def _input_layout(X: Any, estimator: Any, float_dtype: str) -> list[dict[str, Any]]:
-    """How ``X`` is fed to the graph: a list of ``{"name", "dtype"[, "column"], "shape"}``."""
+    """How ``X`` is fed to the graph: ``[{"name", "dtype", "n_features"[, "column"]}, ...]``.
+
+    ``dtype`` is "float32", "float64" or "str"; ``column`` is set for one-input-per-column
+    DataFrames; ``column_vector`` marks 1-D text reshaped to ``(n, 1)``.
+    """
     from sklearn.compose import ColumnTransformer
 
     if _is_frame(X):
@@ -403,8 +407,8 @@ class OnnxBackend(Backend):
                 for method, output in method_outputs.items()
             },
         }
-        entry = onnx_model.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(adapter)
+        prop = onnx_model.metadata_props.add()
+        prop.key, prop.value = METADATA_KEY, json.dumps(adapter)
         path.write_bytes(onnx_model.SerializeToString())
 
         call.details["onnx_options"] = {
