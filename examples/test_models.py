@@ -20,8 +20,10 @@ from sklearn.svm import SVC
 def test_random_forest(persist_roundtrip, iris):
     X, y = iris
     forest = RandomForestClassifier(n_estimators=50, random_state=0).fit(X, y)
-    loaded = persist_roundtrip(forest, X, y)  # predict, predict_proba, predict_log_proba, score
-    assert len(loaded.estimators_) == 50
+    # compares predict, predict_proba, predict_log_proba and score; returns the loaded model
+    # (for onnx, an onnxruntime session that answers predict and predict_proba)
+    loaded = persist_roundtrip(forest, X, y)
+    assert loaded.predict(X[:3]).tolist() == forest.predict(X[:3]).tolist()
 
 
 @pytest.mark.persist_roundtrip
@@ -49,13 +51,15 @@ def test_churn_pipeline_on_a_frame(persist_roundtrip, customers):
 @pytest.mark.persist_roundtrip(
     xfail={"joblib-mmap": "SVC.predict_proba fails on read-only memory-mapped arrays"}
 )
-@pytest.mark.filterwarnings("ignore:The `probability` parameter:FutureWarning")
+@pytest.mark.filterwarnings("ignore:.*probability.*:FutureWarning")
 def test_svm_with_probabilities(persist_roundtrip, iris):
     X, y = iris
     persist_roundtrip(SVC(probability=True, random_state=0).fit(X, y), X, y)
 
 
-@pytest.mark.persist_roundtrip
+# Distances near zero lose digits in ONNX's float32 arithmetic (3e-5 seen here): loosen the
+# tolerance for that backend only; every other backend keeps the strict default.
+@pytest.mark.persist_roundtrip(atol={"onnx": 1e-4})
 def test_clustering(persist_roundtrip, iris):
     X, _ = iris
     persist_roundtrip(KMeans(n_clusters=3, n_init=3, random_state=0).fit(X), X)

@@ -96,7 +96,9 @@ def _marker_problem(metafunc: pytest.Metafunc, marker: pytest.Mark, where: str) 
     settings = metafunc.config.stash[SETTINGS_KEY]
     try:
         request = build_request(dict(marker.kwargs), where=where)
-        settings.registry.select(request.backends, request.exclude, also_known=list(request.xfail))
+        settings.registry.select(
+            request.backends, request.exclude, also_known=request.named_backends
+        )
     except PersistUsageError as exc:
         return UsageProblem(str(exc))
     except ValueError as exc:

@@ -138,7 +138,7 @@ class PersistRoundtrip:
         __tracebackhide__ = True
         try:
             return self.settings.registry.select(
-                request.backends, request.exclude, also_known=list(request.xfail)
+                request.backends, request.exclude, also_known=request.named_backends
             )
         except ValueError as exc:
             problem = f"persist_roundtrip in {self.test_id}: {exc}"

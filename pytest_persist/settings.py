@@ -41,14 +41,21 @@ def _methods(value: Any, what: str) -> list[str]:
     return methods
 
 
-def _tolerance(value: Any, what: str) -> float:
+def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise PersistUsageError(f"{what} must be a non-negative number, got {value!r}")
     return float(value)
 
 
+def _tolerance(value: Any, what: str) -> float | dict[str, float]:
+    """A number for every backend, or ``{backend: number}`` (others keep their defaults)."""
+    if isinstance(value, dict):
+        return {str(name): _number(v, f"{what}[{name!r}]") for name, v in value.items()}
+    return _number(value, what)
+
+
 def _fraction(value: Any, what: str) -> float:
-    number = _tolerance(value, what)
+    number = _number(value, what)
     if number > 1:
         raise PersistUsageError(f"{what} is a fraction between 0 and 1, got {value!r}")
     return number
@@ -115,6 +122,15 @@ class RoundtripRequest:
     exclude: list[str]
     config: RoundtripConfig
     xfail: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def named_backends(self) -> list[str]:
+        """Backend names mentioned outside ``backends``/``exclude``, to validate too."""
+        names = list(self.xfail)
+        for tolerance in (self.config.rtol, self.config.atol):
+            if isinstance(tolerance, dict):
+                names.extend(tolerance)
+        return names
 
 
 def parse_name_list(text: str) -> list[str]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from .base import Backend, BackendCall, UnsupportedEstimator
 from .joblib_files import JoblibBackend, JoblibCompressedBackend, JoblibMmapBackend
+from .onnx_runtime import OnnxBackend
 from .pickle_protocol import CloudpickleBackend, PickleBackend
+from .skops_io import SkopsBackend
 
 __all__ = [
     "Backend",
@@ -23,6 +25,8 @@ def builtin_backends() -> list[Backend]:
         JoblibMmapBackend(),
         JoblibCompressedBackend(),
         CloudpickleBackend(),
+        SkopsBackend(),
+        OnnxBackend(),
     ]
 
 

@@ -45,10 +45,11 @@ METADATA_KEY = "pytest_persist.onnx_adapter"
 ADAPTER_FORMAT = 1
 
 #: Methods the adapter can answer, in the order they are reported.
+#: ``predict_log_proba`` is deliberately absent: the graph does not compute it, and the log of
+#: float32 probabilities turns 1e-48 into -inf, a difference ONNX never claimed to avoid.
 ONNX_METHODS = (
     "predict",
     "predict_proba",
-    "predict_log_proba",
     "decision_function",
     "transform",
 )
@@ -232,8 +233,6 @@ def _method_map(estimator: Any, output_names: list[str]) -> dict[str, str]:
             if hasattr(estimator, method) and method not in methods:
                 methods[method] = output
                 break
-    if "predict_proba" in methods and hasattr(estimator, "predict_log_proba"):
-        methods["predict_log_proba"] = methods["predict_proba"]
     return {method: methods[method] for method in ONNX_METHODS if method in methods}
 
 
@@ -313,9 +312,6 @@ class OnnxModel:
             result = result.ravel()
         if method == "predict" and "dtype" in spec:
             result = result.astype(np.dtype(spec["dtype"]))
-        if method == "predict_log_proba":
-            with np.errstate(divide="ignore"):
-                result = np.log(result)
         return result
 
     def __repr__(self) -> str:
