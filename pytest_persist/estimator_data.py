@@ -127,7 +127,7 @@ def data_tags(estimator: Any) -> DataTags:
         dict="dict" in x_types,
         categorical="categorical" in x_types,
         positive_X=bool(old.get("requires_positive_X", False)),
-        pairwise=bool(old.get("pairwise", False) or getattr(estimator, "_pairwise", False)),
+        pairwise=bool(old.get("pairwise", False)),
         one_d_labels="1dlabels" in x_types,
         two_d_labels="2dlabels" in x_types,
         requires_y=bool(old.get("requires_y", False)),
@@ -140,15 +140,13 @@ def data_tags(estimator: Any) -> DataTags:
 
 
 def _old_tags(estimator: Any) -> dict[str, Any]:
-    """The tag dict of scikit-learn 1.0-1.5 (``_safe_tags`` also covers non-BaseEstimators)."""
-    try:
-        from sklearn.utils._tags import _safe_tags
-    except ImportError:  # pragma: no cover - very old or very unusual installs
-        getter = getattr(estimator, "_get_tags", None)
-        return dict(getter()) if getter is not None else {}
+    """The tag dict of scikit-learn 1.0-1.5 (missing keys mean the defaults)."""
+    getter = getattr(estimator, "_get_tags", None)
+    if getter is None:  # not a BaseEstimator: every tag at its default
+        return {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # _pairwise deprecation in 1.0
-        return dict(_safe_tags(estimator))
+        return dict(getter())
 
 
 def _needs_y(estimator: Any, tags: DataTags) -> bool:
@@ -160,6 +158,8 @@ def _needs_y(estimator: Any, tags: DataTags) -> bool:
     if tags.one_d_labels or tags.two_d_labels:  # fit(y) alone: the labels are X
         return False
     if tags.requires_y or tags.estimator_type in ("classifier", "regressor"):
+        return True
+    if _is_cross_decomposition(estimator):  # PLSSVD before 1.7: fit(X, Y=None), Y required
         return True
     try:
         params = list(inspect.signature(estimator.fit).parameters.values())
@@ -179,13 +179,17 @@ def _needs_y(estimator: Any, tags: DataTags) -> bool:
     return inner is not None and data_tags(inner).estimator_type in ("classifier", "regressor")
 
 
+def _is_cross_decomposition(estimator: Any) -> bool:
+    return type(estimator).__module__.startswith("sklearn.cross_decomposition")
+
+
 def _n_targets(estimator: Any, tags: DataTags) -> int:
     """Number of y columns: 1 unless the estimator only supports, or needs, several.
 
     Cross-decomposition (CCA, PLS*) needs ``n_components <= n_targets`` for CCA,
     PLSCanonical and PLSSVD, so it gets as many targets as components (at least 2).
     """
-    if type(estimator).__module__.startswith("sklearn.cross_decomposition"):
+    if _is_cross_decomposition(estimator):
         n_components = getattr(estimator, "n_components", 2)
         return max(2, n_components if isinstance(n_components, int) else 2)
     return 2 if tags.multi_output_only else 1
@@ -393,6 +397,16 @@ _SPECS: dict[str, _Spec] = {
     "FixedThresholdClassifier": lambda: ((_logreg(),), {}),
     "FrozenEstimator": lambda: ((_prefit_logreg(),), {}),
     "GridSearchCV": lambda: ((_logreg(), {"C": [0.1, 1.0]}), {"cv": 3}),
+    # Listed by all_estimators() once sklearn.experimental.enable_halving_search_cv is
+    # imported (always on scikit-learn 1.0, which walks sklearn.experimental).
+    "HalvingGridSearchCV": lambda: (
+        (_logreg(), {"C": [0.1, 1.0, 10.0]}),
+        {"cv": 3, "min_resources": "smallest"},
+    ),
+    "HalvingRandomSearchCV": lambda: (
+        (_logreg(), {"C": [0.1, 1.0, 10.0]}),
+        {"cv": 3, "min_resources": "smallest"},
+    ),
     "MultiOutputClassifier": lambda: ((_logreg(),), {}),
     "MultiOutputRegressor": lambda: ((_ridge(),), {}),
     "OneVsOneClassifier": lambda: ((_logreg(),), {}),

@@ -86,10 +86,22 @@ def test_every_instance_fits_and_predicts(name, estimator):
 
 
 def test_nothing_dropped_silently():
-    built = {name for name, _ in INSTANCES}
+    built = {name for name, _ in default_instances()}
     listed = {name for name, _ in all_estimators()}
     assert built.isdisjoint(NOT_BUILT)
     assert built | set(NOT_BUILT) == listed
+
+
+def test_halving_search_when_enabled():
+    pytest.importorskip("sklearn.experimental.enable_halving_search_cv")
+    instances = dict(default_instances())
+    for name in ("HalvingGridSearchCV", "HalvingRandomSearchCV"):
+        estimator = instances[name]
+        X, y = make_fit_data(estimator)
+        with warnings.catch_warnings(), threadpool_limits(limits=1):
+            warnings.simplefilter("ignore")
+            assert estimator.fit(X, y).predict_proba(_copy(X)).shape == (len(X), 3)
+    assert not NOT_BUILT
 
 
 def test_build_failure_is_recorded(monkeypatch):
@@ -217,7 +229,9 @@ def test_categorical_input():
     X, y = make_fit_data(OneHotEncoder())
     assert np.issubdtype(X.dtype, np.integer) and X.min() >= 0 and y is None
     X, y = make_fit_data(CategoricalNB())
-    assert np.issubdtype(X.dtype, np.integer) and X.min() >= 0 and y is not None
+    assert X.min() >= 0 and y is not None
+    # CategoricalNB is tagged categorical only from scikit-learn 1.3 (before: positive only).
+    assert np.issubdtype(X.dtype, np.integer) == data_tags(CategoricalNB()).categorical
 
 
 def test_transformers_that_need_y():
