@@ -165,7 +165,7 @@ def _needs_y(estimator: Any, tags: DataTags) -> bool:
         params = list(inspect.signature(estimator.fit).parameters.values())
     except (TypeError, ValueError):  # pragma: no cover - builtins or odd callables
         params = []
-    # fit(X, y) with no default for y (PLSSVD); not fit(y) as in LabelEncoder.
+    # fit(X, y) with no default for y (third-party estimators); not fit(y) (LabelEncoder).
     for param in params[1:]:
         if param.name in ("y", "Y") and param.default is inspect.Parameter.empty:
             return True
@@ -216,11 +216,13 @@ def make_fit_data(
         n_targets > 1 and tags.estimator_type != "classifier"
     )
 
-    # Inputs that are not a numeric matrix: the first tag that excludes a 2-D array wins.
+    # Inputs that are not a numeric matrix (labels, images, dicts, text, 1-D), in that order.
     if not tags.two_d_array or tags.dict or tags.three_d_array:
         X = _special_X(estimator, tags, n_samples, rng)
         if X is not None:
             y = _target(tags, n_samples, n_targets, n_classes, is_regression, rng)
+            if isinstance(X, np.ndarray) and X.ndim == 1 and is_regression and y.ndim == 1:
+                y = X + 0.5 * y  # IsotonicRegression: a noisy increasing relation
             return X, (y if needs_y else None)
 
     if tags.categorical:
@@ -266,7 +268,7 @@ def _special_X(
             return [doc.split() for doc in documents]
         return documents
     if tags.one_d_array:  # IsotonicRegression
-        return np.sort(rng.uniform(-3, 3, size=n_samples))[rng.permutation(n_samples)]
+        return rng.uniform(-3, 3, size=n_samples)
     return None
 
 

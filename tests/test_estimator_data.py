@@ -216,6 +216,7 @@ def test_one_d_and_label_inputs():
 
     X, y = make_fit_data(IsotonicRegression())
     assert X.ndim == 1 and y.shape == X.shape
+    assert np.corrcoef(X, y)[0, 1] > 0.5  # an increasing relation, not noise
     X, y = make_fit_data(LabelEncoder())
     assert X.ndim == 1 and y is None
     X, y = make_fit_data(MultiLabelBinarizer())
