@@ -80,6 +80,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for name in (n for n in names if n in settings.enabled):
         backend = settings.registry[name]
         marks = [] if backend.is_available() else [pytest.mark.skip(backend.unavailable_reason())]
+        if name in request.xfail:
+            marks.append(pytest.mark.xfail(reason=request.xfail[name], strict=True))
         params.append(pytest.param(name, marks=marks, id=name))
     metafunc.parametrize("persist_backend", params)
 
@@ -94,7 +96,9 @@ def _marker_problem(metafunc: pytest.Metafunc, marker: pytest.Mark, where: str) 
     settings = metafunc.config.stash[SETTINGS_KEY]
     try:
         request = build_request(dict(marker.kwargs), where=where)
-        settings.registry.select(request.backends, request.exclude)
+        settings.registry.select(
+            request.backends, request.exclude, also_known=request.named_backends
+        )
     except PersistUsageError as exc:
         return UsageProblem(str(exc))
     except ValueError as exc:

@@ -30,8 +30,8 @@ class RoundtripConfig:
     """How a round trip compares; ``None`` tolerances mean the backend's defaults."""
 
     methods: list[str] | None = None
-    rtol: float | None = None
-    atol: float | None = None
+    rtol: float | dict[str, float] | None = None
+    atol: float | dict[str, float] | None = None
     exact: bool = False
     state: str = "fail"
     max_label_flips: float | None = None
@@ -226,8 +226,8 @@ def compare_loaded(
             for method, reason in errors.items()
         )
         return
-    rtol = config.rtol if config.rtol is not None else backend.default_rtol
-    atol = config.atol if config.atol is not None else backend.default_atol
+    rtol = _for_backend(config.rtol, backend.name, backend.default_rtol)
+    atol = _for_backend(config.atol, backend.name, backend.default_atol)
     flips = config.max_label_flips if config.max_label_flips is not None else 0.0
     outcome.differences = compare_outputs(
         {m: expected.outputs[m] for m in outcome.compared_methods},
@@ -240,6 +240,13 @@ def compare_loaded(
     )
     if any(not d.tolerated for d in outcome.differences):
         outcome.kind = OutcomeKind.MISMATCH
+
+
+def _for_backend(value: float | dict[str, float] | None, backend: str, default: float) -> float:
+    """A tolerance given for all backends, or per backend name, else the backend's default."""
+    if isinstance(value, dict):
+        return value.get(backend, default)
+    return default if value is None else value
 
 
 def check_persistence(

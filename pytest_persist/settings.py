@@ -7,7 +7,7 @@ keyword arguments and ``check_persistence`` all reject the same bad input the sa
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .compare import PREDICTION_METHODS
@@ -22,6 +22,14 @@ def _names(value: Any, what: str) -> list[str]:
     raise PersistUsageError(f"{what} must be a list of names, got {value!r}")
 
 
+def _reasons(value: Any, what: str) -> dict[str, str]:
+    if isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        return dict(value)
+    raise PersistUsageError(f"{what} must be a {{backend: reason}} dict, got {value!r}")
+
+
 def _methods(value: Any, what: str) -> list[str]:
     methods = _names(value, what)
     unknown = [m for m in methods if m not in PREDICTION_METHODS]
@@ -33,14 +41,21 @@ def _methods(value: Any, what: str) -> list[str]:
     return methods
 
 
-def _tolerance(value: Any, what: str) -> float:
+def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise PersistUsageError(f"{what} must be a non-negative number, got {value!r}")
     return float(value)
 
 
+def _tolerance(value: Any, what: str) -> float | dict[str, float]:
+    """A number for every backend, or ``{backend: number}`` (others keep their defaults)."""
+    if isinstance(value, dict):
+        return {str(name): _number(v, f"{what}[{name!r}]") for name, v in value.items()}
+    return _number(value, what)
+
+
 def _fraction(value: Any, what: str) -> float:
-    number = _tolerance(value, what)
+    number = _number(value, what)
     if number > 1:
         raise PersistUsageError(f"{what} is a fraction between 0 and 1, got {value!r}")
     return number
@@ -85,6 +100,7 @@ class Keyword:
 KEYWORDS: dict[str, Keyword] = {
     "backends": Keyword(_names, "select"),
     "exclude": Keyword(_names, "select"),
+    "xfail": Keyword(_reasons, "select"),
     "methods": Keyword(_methods, "config"),
     "rtol": Keyword(_tolerance, "config"),
     "atol": Keyword(_tolerance, "config"),
@@ -105,6 +121,16 @@ class RoundtripRequest:
     backends: list[str] | None
     exclude: list[str]
     config: RoundtripConfig
+    xfail: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def named_backends(self) -> list[str]:
+        """Backend names mentioned outside ``backends``/``exclude``, to validate too."""
+        names = list(self.xfail)
+        for tolerance in (self.config.rtol, self.config.atol):
+            if isinstance(tolerance, dict):
+                names.extend(tolerance)
+        return names
 
 
 def parse_name_list(text: str) -> list[str]:
@@ -131,5 +157,6 @@ def build_request(
     return RoundtripRequest(
         backends=values.get("backends"),
         exclude=values.get("exclude", []),
+        xfail=values.get("xfail", {}),
         config=RoundtripConfig(**config_fields, backend_options=backend_options),
     )

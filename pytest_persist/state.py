@@ -163,7 +163,8 @@ class _StateWalker:
 
 
 def _object_state(obj: Any) -> Any:
-    """What an object is made of: its ``__dict__``, else its pickled state, else None."""
+    """What an object is made of: its ``__dict__`` (and slots), else what pickle would save
+    (``__reduce_ex__``: the constructor arguments and state of a Cython object), else None."""
     if hasattr(obj, "__dict__") and not isinstance(obj, type):
         state = dict(vars(obj))
         slots = [s for cls in type(obj).__mro__ for s in getattr(cls, "__slots__", ())]
@@ -171,14 +172,20 @@ def _object_state(obj: Any) -> Any:
             if hasattr(obj, slot):
                 state[slot] = getattr(obj, slot)
         return state
-    getstate = getattr(obj, "__getstate__", None)
-    if getstate is not None:
+    getstate = getattr(type(obj), "__getstate__", None)
+    if getstate is not None and getstate is not getattr(object, "__getstate__", None):
         try:
-            state = getstate()
+            state = obj.__getstate__()
         except Exception:
-            return None
-        if state is not None and not (isinstance(state, dict) and not state):
+            state = None
+        if state:
             return state
+    try:
+        reduced = obj.__reduce_ex__(5)
+    except Exception:
+        return None
+    if isinstance(reduced, tuple) and len(reduced) >= 2:
+        return {"constructor": reduced[0], "args": reduced[1], "state": reduced[2:3]}
     return None
 
 

@@ -136,6 +136,8 @@ def test_check_persistence_returns_structured_results():
         "joblib-mmap",
         "joblib-compressed",
         "cloudpickle",
+        "skops",
+        "onnx",
     ]
     for outcome in outcomes:
         assert outcome.kind is OutcomeKind.PASSED, outcome.message()

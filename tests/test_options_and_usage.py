@@ -236,3 +236,39 @@ def test_state_warn_reports_without_failing(run_suite):
         run.text
     )
     assert "cache_: missing after loading" in run.text
+
+
+def test_xfail_records_known_failures_per_backend_strictly(run_suite):
+    run = run_suite(
+        """
+        import pytest
+        from sklearn.datasets import load_iris
+        from sklearn.svm import SVC
+
+        pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+        @pytest.mark.persist_roundtrip(
+            backends=["joblib", "joblib-mmap"],
+            xfail={"joblib-mmap": "libsvm needs writable buffers"},
+        )
+        def test_svc(persist_roundtrip):
+            X, y = load_iris(return_X_y=True)
+            persist_roundtrip(SVC(probability=True, random_state=0).fit(X, y), X, y)
+
+        @pytest.mark.persist_roundtrip(backends=["joblib"], xfail={"joblib": "thought broken"})
+        def test_fixed_since(persist_roundtrip):
+            X, y = load_iris(return_X_y=True)
+            persist_roundtrip(SVC(random_state=0).fit(X, y), X, y)
+
+        @pytest.mark.persist_roundtrip(xfail={"joblib-nmap": "typo"})
+        def test_typo(persist_roundtrip):
+            pass
+        """
+    )
+    assert run.status("test_svc[joblib]") == "PASSED"
+    assert run.status("test_svc[joblib-mmap]") == "XFAIL"
+    assert "buffer source array is read-only" in run.text or "libsvm needs writable" in run.text
+    assert run.status("test_fixed_since[joblib]") == "FAILED"
+    assert "[XPASS(strict)] thought broken" in run.text
+    assert run.status("test_typo[usage-error]") == "ERROR"
+    assert "unknown persistence backend(s) 'joblib-nmap'" in run.text

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from .base import Backend, BackendCall, UnsupportedEstimator
 from .joblib_files import JoblibBackend, JoblibCompressedBackend, JoblibMmapBackend
+from .onnx_runtime import OnnxBackend
 from .pickle_protocol import CloudpickleBackend, PickleBackend
+from .skops_io import SkopsBackend
 
 __all__ = [
     "Backend",
@@ -23,6 +25,8 @@ def builtin_backends() -> list[Backend]:
         JoblibMmapBackend(),
         JoblibCompressedBackend(),
         CloudpickleBackend(),
+        SkopsBackend(),
+        OnnxBackend(),
     ]
 
 
@@ -58,10 +62,20 @@ class BackendRegistry:
     def names(self) -> list[str]:
         return list(self._backends)
 
-    def select(self, names: list[str] | None = None, exclude: list[str] | None = None) -> list[str]:
-        """Validated backend names: ``names`` (all when None) minus ``exclude``."""
+    def select(
+        self,
+        names: list[str] | None = None,
+        exclude: list[str] | None = None,
+        *,
+        also_known: list[str] | None = None,
+    ) -> list[str]:
+        """Validated backend names: ``names`` (all when None) minus ``exclude``.
+
+        ``also_known`` are further names to validate (e.g. the keys of ``xfail``).
+        """
         chosen = self.names if names is None else list(names)
-        unknown = [n for n in [*chosen, *(exclude or [])] if n not in self._backends]
+        mentioned = [*chosen, *(exclude or []), *(also_known or [])]
+        unknown = [n for n in mentioned if n not in self._backends]
         if unknown:
             raise ValueError(
                 f"unknown persistence backend(s) {', '.join(map(repr, unknown))}; "

@@ -1,0 +1,79 @@
+"""skops.io: the persistence format that refuses to load types nobody trusted.
+
+Loading uses exactly the types ``skops.io.get_untrusted_types`` reports for the file, so the
+round trip proves the estimator survives while ``call.details["untrusted_types"]`` tells an
+estimator author what trust their users will have to grant. A user's allowlist
+(``call.options["trusted"]``) turns trust that was needed but not granted into an
+``UntrustedTypesError`` raised before anything is constructed.
+
+Every skops release with ``get_untrusted_types`` (the project needs skops >= 0.9) takes the
+keyword-only ``data=`` / ``file=`` arguments, and every release accepts a list for ``trusted=``
+(``trusted=True`` was removed in 0.10 for CVE-2024-37065), so one code path serves them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .base import Backend, BackendCall
+
+
+class UntrustedTypesError(Exception):
+    """The artifact needs types the user's ``trusted=`` allowlist does not grant."""
+
+    def __init__(self, missing: list[str]) -> None:
+        self.missing = list(missing)
+        listed = "\n".join(f"  - {type_name}" for type_name in self.missing)
+        super().__init__(
+            f"skops needs {len(self.missing)} type(s) the trusted= allowlist does not grant:\n"
+            f"{listed}\n"
+            "Review them; to allow them, add their names to the allowlist, e.g. "
+            f"@pytest.mark.persist_roundtrip(trusted={self.missing!r})."
+        )
+
+
+def type_names(types: Iterable[str | type]) -> list[str]:
+    """Fully qualified names, as ``get_untrusted_types`` spells them, for names or types."""
+    names = []
+    for entry in types:
+        if isinstance(entry, str):
+            names.append(entry)
+        elif isinstance(entry, type):
+            names.append(f"{entry.__module__}.{entry.__name__}")
+        else:
+            raise TypeError(f"trusted entries must be type names or types, not {entry!r}")
+    return names
+
+
+class SkopsBackend(Backend):
+    """``skops.io.dumps`` to a file; ``skops.io.loads`` trusting what the file reports."""
+
+    name = "skops"
+    modules = ("skops",)
+    install_hint = "pip install skops (or pytest-persist[skops])"
+    suffix = ".skops"
+
+    def dump(self, estimator: Any, path: Path, call: BackendCall) -> None:
+        import skops.io
+
+        path.write_bytes(skops.io.dumps(estimator))
+
+    def load(self, path: Path, call: BackendCall) -> Any:
+        import skops.io
+
+        # Read once: the types audited are the types of the very bytes loaded.
+        data = path.read_bytes()
+        untrusted = sorted(skops.io.get_untrusted_types(data=data))
+        call.details["untrusted_types"] = untrusted
+
+        allowlist = call.options.get("trusted")
+        if isinstance(allowlist, (list, tuple)):
+            allowed = set(type_names(allowlist))
+            missing = [type_name for type_name in untrusted if type_name not in allowed]
+            call.details["untrusted_not_allowed"] = missing
+            if missing:
+                raise UntrustedTypesError(missing)
+
+        return skops.io.loads(data, trusted=untrusted)
