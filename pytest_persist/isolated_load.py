@@ -51,7 +51,7 @@ def check_entry(
     rtol: float | None = None,
     atol: float | None = None,
     exact: bool = False,
-    check_dtype: bool = True,
+    check_dtype: bool | None = None,
     max_label_flips: float = 0.0,
     version_warning: str = "record",
     env: dict[str, str] | None = None,
@@ -59,7 +59,8 @@ def check_entry(
 ) -> Outcome:
     """Load ``entry`` in a subprocess and compare its outputs with the stored ones.
 
-    ``rtol``/``atol`` default to the backend's; ``env`` is the child's environment (default:
+    ``rtol``/``atol`` default to the backend's, ``check_dtype`` to whether the backend gives
+    back the very objects (not for ONNX); ``env`` is the child's environment (default:
     this one, with this interpreter's import paths); ``version_warning`` is ``record`` or
     ``error`` (fail at the first version warning, as a ``load_error``).
     """
@@ -102,6 +103,7 @@ def check_entry(
 
     rtol = backend.default_rtol if rtol is None else rtol
     atol = backend.default_atol if atol is None else atol
+    check_dtype = backend.preserves_objects if check_dtype is None else check_dtype
     with tempfile.TemporaryDirectory(prefix="pytest-persist-check-") as workdir_name:
         workdir = Path(workdir_name)
         request = {
@@ -109,6 +111,9 @@ def check_entry(
             "backend": entry.backend,
             "backend_class": f"{type(backend).__module__}:{type(backend).__qualname__}",
             "mode": version_warning,
+            # A converted model (ONNX) may not offer every method: not compared, not an error.
+            # An unpickled one that lost a method is an error (as across scikit-learn versions).
+            "absent_is_error": backend.preserves_objects,
         }
         (workdir / _REQUEST).write_text(json.dumps(request), encoding="utf-8")
         started = time.perf_counter()
@@ -130,6 +135,9 @@ def check_entry(
 
         result = json.loads(result_path.read_text(encoding="utf-8"))
         outcome.load_seconds = result.get("load_seconds")
+        outcome.details.update(result.get("backend_details", {}))
+        for method in result.get("absent", []):
+            outcome.not_compared[method] = f"the {entry.backend} model does not provide it"
         if "import_seconds" in result:
             outcome.details["import_seconds"] = result["import_seconds"]
         if result.get("load_error"):
@@ -313,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
             warnings_file.flush()
 
         phase("load")
-        started = time.perf_counter()
+        started = imported = time.perf_counter()
+        call = BackendCall(X=data.X, options=dict(entry.backend_options))
         try:
             with capture_version_warnings(request["mode"], on_record=on_record):
                 # Import the estimator's module first, so that load_seconds is the load alone
@@ -322,7 +331,6 @@ def main(argv: list[str] | None = None) -> int:
                     importlib.import_module(entry.estimator_class.rpartition(".")[0])
                 imported = time.perf_counter()
                 result["import_seconds"] = round(imported - started, 6)
-                call = BackendCall(X=data.X, options=dict(entry.backend_options))
                 loaded = backend.load(entry.artifact_path, call)
         except BaseException as exc:  # anything the unpickling raises is the result
             if isinstance(exc, KeyboardInterrupt):
@@ -332,16 +340,24 @@ def main(argv: list[str] | None = None) -> int:
                 "message": str(exc),
                 "traceback": traceback.format_exc(),
             }
+            result["backend_details"] = call.details  # e.g. the untrusted types skops saw
             _write_result(workdir, result)
             return 0
         result["load_seconds"] = round(time.perf_counter() - imported, 6)
+        result["backend_details"] = call.details
 
-    from .compare import compute_outputs
+    from .compare import available_methods, compute_outputs
 
     outputs: dict[str, Any] = {}
     y = data.y if entry.has_y else None
+    methods = list(entry.methods)
+    if not request["absent_is_error"]:
+        offered = available_methods(loaded, with_y=y is not None)
+        result["absent"] = [m for m in methods if m not in offered]
+        methods = [m for m in methods if m in offered]
+
     transformed = data.expected.get("transform")
-    for method in entry.methods:
+    for method in methods:
         phase(f"method:{method}")
         kwargs = {"transformed": transformed} if method == "inverse_transform" else {}
         got, errors = compute_outputs(loaded, data.X, y, [method], **kwargs)
