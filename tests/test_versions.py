@@ -55,9 +55,12 @@ def test_fingerprint_imports_no_heavy_library():
     code = (
         "import sys\n"
         "from pytest_persist.versions import environment_fingerprint\n"
+        "before = set(sys.modules)\n"
         "fp = environment_fingerprint()\n"
-        "heavy = {'sklearn', 'numpy', 'scipy', 'pandas', 'onnxruntime'} & set(sys.modules)\n"
-        "assert not heavy, heavy\n"
+        "heavy = {'sklearn', 'scipy', 'pandas', 'onnxruntime', 'skl2onnx', 'skops'}\n"
+        "assert not heavy & set(sys.modules), heavy & set(sys.modules)\n"
+        "new = {m.split('.')[0] for m in set(sys.modules) - before}\n"
+        "assert not new & (heavy | {'numpy', 'joblib', 'cloudpickle'}), new\n"
         "assert 'scikit-learn' in fp\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
