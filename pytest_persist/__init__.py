@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .backends import Backend, BackendCall, BackendRegistry, UnsupportedEstimator
+from .checks import parametrize_with_persistence, persistence_checks
 from .outcome import Difference, Outcome, OutcomeKind
 from .roundtrip import PersistUsageError, RoundtripConfig, check_persistence
 
@@ -20,4 +21,6 @@ __all__ = [
     "UnsupportedEstimator",
     "__version__",
     "check_persistence",
+    "parametrize_with_persistence",
+    "persistence_checks",
 ]

@@ -165,7 +165,10 @@ def _input_layout(X: Any, estimator: Any, float_dtype: str) -> list[dict[str, An
         return layout
     if hasattr(X, "toarray"):
         raise UnsupportedEstimator("the ONNX backend converts dense input only, not sparse X")
-    array = np.asarray(X)
+    try:
+        array = np.asarray(X)
+    except ValueError as error:  # ragged input, e.g. MultiLabelBinarizer's lists of labels
+        raise UnsupportedEstimator(f"the ONNX backend needs array input: {error}") from None
     if array.dtype.kind in "USO":
         if array.ndim == 1:
             return [{"name": "X", "dtype": "str", "n_features": 1, "column_vector": True}]
