@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 
@@ -124,7 +124,7 @@ class Outcome:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able record (the loaded model is left out)."""
-        record = asdict(self)
+        record = asdict(replace(self, loaded=None))  # asdict would deep-copy the model
         record.pop("loaded", None)
         record["kind"] = self.kind.value
         return record
