@@ -12,10 +12,20 @@ from .outcome import Outcome
 from .roundtrip import PersistUsageError
 from .runner import PersistRoundtrip, SessionSettings
 from .settings import KEYWORDS, build_request, parse_name_list
+from .store_items import (
+    REPORT_ATTRIBUTE,
+    STORE_SETTINGS_KEY,
+    PersistReporter,
+    RoundtripSaver,
+    add_store_items,
+    records_of,
+    store_settings,
+)
 
 MARKER = "persist_roundtrip"
 SETTINGS_KEY = pytest.StashKey[SessionSettings]()
 OUTCOMES_KEY = pytest.StashKey[list[Outcome]]()
+EXTRA_KEY = pytest.StashKey[dict[str, Any]]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -37,8 +47,45 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="fail, rather than skip, when a backend cannot handle an estimator "
         "(ini: persist_strict)",
     )
+    group.addoption(
+        "--persist-save",
+        metavar="DIR",
+        help="also store every passed round trip in DIR (artifact, X, expected outputs, "
+        "environment, checksums) to check it later, elsewhere, with --persist-load",
+    )
+    group.addoption(
+        "--persist-load",
+        metavar="DIR",
+        help="check every artifact stored in DIR in this environment, each as its own test "
+        "(loaded in a subprocess; select them alone with -k persist_load)",
+    )
+    group.addoption(
+        "--persist-version-warning",
+        choices=("record", "error"),
+        default=None,
+        help="scikit-learn version warnings while loading: record them beside the outcome "
+        "(default) or fail at the first one (ini: persist_version_warning)",
+    )
+    group.addoption(
+        "--persist-load-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="give up on a stored artifact whose load and predictions take longer "
+        "(default 120; ini: persist_load_timeout)",
+    )
+    group.addoption(
+        "--persist-report", metavar="FILE.json", help="write a JSON report of every record"
+    )
+    group.addoption(
+        "--persist-report-md",
+        metavar="FILE.md",
+        help="write a markdown report (for a CI job summary, e.g. $GITHUB_STEP_SUMMARY)",
+    )
     parser.addini("persist_backends", "backends to run (names, comma or space separated)")
     parser.addini("persist_strict", "fail when a backend cannot handle an estimator", "bool")
+    parser.addini("persist_version_warning", "record | error (see --persist-version-warning)")
+    parser.addini("persist_load_timeout", "seconds allowed per stored artifact (default 120)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -60,6 +107,8 @@ def pytest_configure(config: pytest.Config) -> None:
         enabled=enabled,
         strict=bool(config.getini("persist_strict") if strict is None else strict),
     )
+    config.stash[STORE_SETTINGS_KEY] = store_settings(config, registry)
+    config.pluginmanager.register(PersistReporter(config), "pytest-persist-reporter")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -117,6 +166,31 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         )
 
 
+@pytest.hookimpl(tryfirst=True)  # before -k / --deselect filter the items
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    load_dir = config.stash[STORE_SETTINGS_KEY].load_dir
+    if load_dir is not None:
+        add_store_items(session, items, load_dir)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    result = yield
+    if call.when == "call":
+        records = records_of(item, item.stash.get(OUTCOMES_KEY, []))
+        if records:  # plain data on the report, so it reaches the xdist controller
+            setattr(result.get_result(), REPORT_ATTRIBUTE, records)
+
+
+@pytest.fixture
+def persist_extra(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """A dict stored with this test's artifacts by ``--persist-save`` (a score, a data
+    reference...); fill it before calling ``persist_roundtrip``."""
+    return request.node.stash.setdefault(EXTRA_KEY, {})
+
+
 @pytest.fixture
 def persist_backend() -> str | None:
     """The backend this item round-trips through (None without the marker: all of them)."""
@@ -137,6 +211,11 @@ def persist_roundtrip(
             subtests = request.getfixturevalue("subtests")
         except pytest.FixtureLookupError:
             subtests = None
+    store_settings = request.config.stash[STORE_SETTINGS_KEY]
+    saver = None
+    if store_settings.save_dir is not None:
+        extra = request.node.stash.setdefault(EXTRA_KEY, {})
+        saver = RoundtripSaver(store_settings, request.node, extra)
     return PersistRoundtrip(
         settings=request.config.stash[SETTINGS_KEY],
         backend_name=persist_backend,
@@ -145,4 +224,5 @@ def persist_roundtrip(
         test_id=request.node.nodeid,
         record=request.node.stash.setdefault(OUTCOMES_KEY, []),
         subtests=subtests,
+        saver=saver,
     )

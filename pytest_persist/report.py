@@ -67,7 +67,16 @@ class Record:
     def from_dict(cls, data: dict[str, Any]) -> Record:
         data = dict(data)
         mode = data.pop("mode", "roundtrip")
+        data["differences"] = [
+            {k: _number(v) if k in ("max_abs", "max_rel") else v for k, v in d.items()}
+            for d in data.get("differences", [])
+        ]
         return cls(Outcome.from_dict(data), mode)
+
+
+def _number(value: Any) -> Any:
+    """Undo ``_json_safe`` for a float field ("nan" -> nan)."""
+    return float(value) if isinstance(value, str) else value
 
 
 # ----------------------------------------------------------------------------------------------

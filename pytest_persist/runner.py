@@ -4,6 +4,7 @@ pytest results (fail, skip, warn). The only module besides ``plugin.py`` that kn
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ class PersistRoundtrip:
         test_id: str,
         record: list[Outcome],
         subtests: Any = None,
+        saver: Callable[..., None] | None = None,
     ) -> None:
         self.settings = settings
         self.backend_name = backend_name
@@ -56,6 +58,7 @@ class PersistRoundtrip:
         self.test_id = test_id
         self.outcomes = record
         self.subtests = subtests
+        self.saver = saver  # --persist-save: stores each passed round trip
         self._calls = 0
 
     def __call__(self, estimator: Any, X: Any, y: Any = None, **keywords: Any) -> Any:
@@ -105,6 +108,18 @@ class PersistRoundtrip:
             test_id=self.test_id,
         )
         self.outcomes.append(outcome)
+        if self.saver is not None and outcome.kind is OutcomeKind.PASSED:
+            self.saver(
+                outcome,
+                estimator=estimator,
+                X=X,
+                y=y,
+                expected_outputs=expected.outputs,
+                not_compared=expected.not_compared,
+                artifact=workdir / f"{outcome.estimator}{self.settings.registry[name].suffix}",
+                backend_options=request.config.backend_options,
+                call_index=self._calls,
+            )
         return outcome
 
     def _run_all(

@@ -1,0 +1,315 @@
+"""The pytest side of the store: saving round trips (``--persist-save``), one test item per
+stored entry (``--persist-load``), and the records that feed the summary and the reports.
+
+Everything that decides anything lives in ``store``, ``isolated_load`` and ``report``; this
+module only turns their results into pytest results.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .isolated_load import DEFAULT_TIMEOUT, check_entry
+from .outcome import Outcome, OutcomeKind
+from .report import Record
+from .store import StoredEntry, StoreError, entry_dirs, read_entry, save_entry
+
+STORE_SETTINGS_KEY = pytest.StashKey["StoreSettings"]()
+#: The outcome of a stored-entry item, read by the report hooks.
+CHECK_OUTCOMES_KEY = pytest.StashKey[list[Outcome]]()
+#: Attribute of a ``TestReport`` that carries records (JSON-able, so it survives xdist).
+REPORT_ATTRIBUTE = "persist_records"
+COLLECTOR_NAME = "persist_load"
+
+
+@dataclass
+class StoreSettings:
+    """What ``--persist-save/-load/-version-warning/-report*`` chose for the session."""
+
+    save_dir: Path | None = None
+    load_dir: Path | None = None
+    version_warning: str = "record"
+    timeout: float = DEFAULT_TIMEOUT
+    report_json: Path | None = None
+    report_md: Path | None = None
+    registry: Any = None
+    environment: dict[str, str] = field(default_factory=dict)
+    records: list[Record] = field(default_factory=list)
+
+
+def store_settings(config: pytest.Config, registry: Any) -> StoreSettings:
+    """Read and check the store and report options (command line wins over ini)."""
+    from .versions import VERSION_WARNING_MODES, environment_fingerprint
+
+    def path(option: str) -> Path | None:
+        value = config.getoption(option)
+        return Path(value).resolve() if value else None
+
+    mode = config.getoption("persist_version_warning") or config.getini("persist_version_warning")
+    if (mode or "record") not in VERSION_WARNING_MODES:
+        raise pytest.UsageError(
+            f"persist_version_warning = {mode!r}: choose {' or '.join(VERSION_WARNING_MODES)}"
+        )
+    timeout = config.getoption("persist_load_timeout")
+    try:
+        timeout = float(timeout or config.getini("persist_load_timeout") or 120)
+    except ValueError:
+        raise pytest.UsageError("persist_load_timeout must be a number of seconds") from None
+    settings = StoreSettings(
+        save_dir=path("persist_save"),
+        load_dir=path("persist_load"),
+        version_warning=mode or "record",
+        timeout=timeout,
+        report_json=path("persist_report"),
+        report_md=path("persist_report_md"),
+        registry=registry,
+    )
+    if settings.save_dir is not None or settings.report_json is not None:
+        settings.environment = environment_fingerprint()
+    if settings.load_dir is not None:
+        try:
+            entry_dirs(settings.load_dir)
+        except StoreError as exc:
+            raise pytest.UsageError(f"--persist-load: {exc}") from None
+    return settings
+
+
+# ----------------------------------------------------------------------------------------------
+# saving
+
+
+class RoundtripSaver:
+    """Called by the round-trip runner after each passed round trip when ``--persist-save``."""
+
+    def __init__(self, settings: StoreSettings, node: pytest.Item, extra: dict[str, Any]) -> None:
+        self.settings = settings
+        self.node = node
+        self.extra = extra
+        self._source: str | None = None
+
+    def __call__(
+        self,
+        outcome: Outcome,
+        *,
+        estimator: Any,
+        X: Any,
+        y: Any,
+        expected_outputs: dict[str, Any],
+        not_compared: dict[str, str],
+        artifact: Path,
+        backend_options: dict[str, Any],
+        call_index: int,
+    ) -> None:
+        __tracebackhide__ = True
+        assert self.settings.save_dir is not None
+        test_id = self.node.nodeid if call_index <= 1 else f"{self.node.nodeid}#{call_index}"
+        try:
+            path = save_entry(
+                self.settings.save_dir,
+                test_id=test_id,
+                backend_name=outcome.backend,
+                estimator=estimator,
+                artifact_path=artifact,
+                X=X,
+                y=y,
+                expected_outputs=expected_outputs,
+                not_compared=not_compared,
+                environment=self.settings.environment,
+                test_source=self.test_source(),
+                extra=dict(self.extra) or None,
+                backend_options=backend_options,
+            )
+        except (StoreError, TypeError, ValueError, OSError) as exc:
+            pytest.fail(
+                f"pytest-persist could not save {outcome.estimator} via {outcome.backend} into "
+                f"{self.settings.save_dir} (--persist-save): {exc}",
+                pytrace=False,
+            )
+        outcome.details["saved_to"] = str(path)
+
+    def test_source(self) -> str | None:
+        if self._source is None:
+            function = getattr(self.node, "function", None)
+            try:
+                self._source = inspect.getsource(function) if function is not None else ""
+            except (OSError, TypeError):
+                self._source = ""
+        return self._source or None
+
+
+# ----------------------------------------------------------------------------------------------
+# checking
+
+
+def add_store_items(session: pytest.Session, items: list[pytest.Item], load_dir: Path) -> None:
+    """Collect one item per entry of ``load_dir`` and append them to ``items``."""
+    collector = StoreCollector.from_parent(
+        session, name=COLLECTOR_NAME, nodeid=COLLECTOR_NAME, store_dir=load_dir
+    )
+    items.extend(session.genitems(collector))
+
+
+class StoreCollector(pytest.Collector):
+    """The entries of a store directory, whatever tests exist now."""
+
+    def __init__(self, *, store_dir: Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.store_dir = store_dir
+
+    def collect(self) -> Iterator[StoredEntryItem]:
+        seen: set[str] = set()
+        for directory in entry_dirs(self.store_dir):
+            entry: StoredEntry | None = None
+            error: StoreError | None = None
+            try:
+                entry = read_entry(directory)
+            except StoreError as exc:
+                error = exc
+            name = item_name(entry) if entry is not None else directory.name
+            if name in seen:
+                name = f"{name}@{directory.name[-8:]}"
+            seen.add(name)
+            yield StoredEntryItem.from_parent(
+                self, name=name, directory=directory, entry=entry, error=error
+            )
+
+    def reportinfo(self) -> tuple[Path, None, str]:
+        return self.store_dir, None, f"stored artifacts in {self.store_dir}"
+
+
+def item_name(entry: StoredEntry) -> str:
+    """The saved test id, with ``[backend]`` unless the id already names the backend."""
+    test_id, backend = entry.test_id, entry.backend
+    if test_id.endswith("]") and "[" in test_id:
+        params = test_id[test_id.rindex("[") + 1 : -1]
+        tokens = {params, *params.split("-")}
+        if backend in tokens or params.endswith("-" + backend) or params.startswith(backend + "-"):
+            return test_id
+    return f"{test_id}[{backend}]"
+
+
+class PersistCheckFailed(Exception):
+    """A stored entry that did not pass; shown as its message, without a traceback."""
+
+
+class StoredEntryItem(pytest.Item):
+    """Load one stored artifact in a subprocess and compare it with its stored outputs."""
+
+    def __init__(
+        self,
+        *,
+        directory: Path,
+        entry: StoredEntry | None,
+        error: StoreError | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.directory = directory
+        self.entry = entry
+        self.error = error
+        if entry is not None:
+            self.user_properties.append(("persist_entry", str(directory)))
+
+    def runtest(self) -> None:
+        if self.error is not None or self.entry is None:
+            raise PersistCheckFailed(f"invalid stored entry: {self.error}")
+        settings: StoreSettings = self.config.stash[STORE_SETTINGS_KEY]
+        outcome = check_entry(
+            self.entry,
+            registry=settings.registry,
+            timeout=settings.timeout,
+            version_warning=settings.version_warning,
+        )
+        self.stash.setdefault(CHECK_OUTCOMES_KEY, []).append(outcome)
+        if outcome.kind is OutcomeKind.UNAVAILABLE:
+            pytest.skip(f"{outcome.backend} backend unavailable here: {outcome.error}")
+        if outcome.failed:
+            raise PersistCheckFailed(outcome.message() + _environments(outcome))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, PersistCheckFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, None, str]:
+        return self.directory, None, f"stored {self.name}"
+
+
+def _environments(outcome: Outcome) -> str:
+    saved = outcome.details.get("saved_environment", {})
+    loaded = outcome.details.get("loaded_environment", {})
+    changed = [
+        f"{key} {saved.get(key, '?')} -> {loaded.get(key, 'missing')}"
+        for key in dict.fromkeys([*saved, *loaded])
+        if saved.get(key) != loaded.get(key) and key != "pytest-persist"
+    ]
+    where = f"\n  saved in {outcome.details.get('entry', '?')}"
+    return where + (f"\n  environment changes: {', '.join(changed)}" if changed else "")
+
+
+# ----------------------------------------------------------------------------------------------
+# records
+
+
+def records_of(item: pytest.Item, roundtrip_outcomes: list[Outcome]) -> list[dict[str, Any]]:
+    """The JSON-able records an item produced, for its ``call`` report."""
+    checks = item.stash.get(CHECK_OUTCOMES_KEY, [])
+    return [Record(o, "roundtrip").to_dict() for o in roundtrip_outcomes] + [
+        Record(o, "check").to_dict() for o in checks
+    ]
+
+
+def records_from_report(report: pytest.TestReport) -> list[Record]:
+    return [Record.from_dict(data) for data in getattr(report, REPORT_ATTRIBUTE, None) or []]
+
+
+class PersistReporter:
+    """Gathers the records of every report (on the xdist controller too) and writes the
+    terminal section and the ``--persist-report*`` files; registered by the plugin."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.settings: StoreSettings = config.stash[STORE_SETTINGS_KEY]
+        self.is_worker = hasattr(config, "workerinput")
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.settings.records.extend(records_from_report(report))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.is_worker:
+            return  # the xdist controller writes the reports
+        from .report import write_json_report, write_markdown_report
+
+        if self.settings.report_json is not None:
+            write_json_report(
+                self.settings.report_json, self.settings.records, self.settings.environment
+            )
+        if self.settings.report_md is not None:
+            write_markdown_report(self.settings.report_md, self.settings.records)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.is_worker:
+            return
+        from .report import summary_lines
+
+        lines = summary_lines(self.settings.records)
+        if lines:
+            terminalreporter.section("pytest-persist")
+            for line in lines:
+                terminalreporter.write_line(line)
+        written = [
+            (option, path)
+            for option, path in (
+                ("--persist-report", self.settings.report_json),
+                ("--persist-report-md", self.settings.report_md),
+            )
+            if path is not None
+        ]
+        for option, path in written:
+            terminalreporter.write_line(f"pytest-persist: {option} written to {path}")
