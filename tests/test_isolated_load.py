@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,58 +15,18 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from store_helpers import MISBEHAVING, REGISTRY, skew_versions, store_model
 
-from pytest_persist.backends import BackendCall, BackendRegistry
+from pytest_persist.backends import BackendRegistry
 from pytest_persist.backends.pickle_protocol import PickleBackend
-from pytest_persist.compare import compute_outputs
 from pytest_persist.isolated_load import check_entry
 from pytest_persist.outcome import OutcomeKind
-from pytest_persist.store import read_entry, save_entry
-from pytest_persist.versions import environment_fingerprint
-
-REGISTRY = BackendRegistry()
 
 
 @pytest.fixture(scope="module")
 def iris():
     X, y = load_iris(return_X_y=True)
     return X, y
-
-
-def store_model(root, model, X, y, *, backend="pickle", registry=REGISTRY, test_id=None, edit=None):
-    """Dump ``model`` with ``backend`` and save it with its expected outputs; return the entry.
-
-    ``edit(bytes) -> bytes`` alters the artifact before it is stored (simulating another
-    environment), so the store's checksums describe the altered file.
-    """
-    workdir = Path(root).parent / "work"
-    workdir.mkdir(exist_ok=True)
-    backend_obj = registry[backend]
-    artifact = workdir / f"{backend}{backend_obj.suffix}"
-    backend_obj.dump(model, artifact, BackendCall(X=X))
-    if edit is not None:
-        artifact.write_bytes(edit(artifact.read_bytes()))
-    outputs, errors = compute_outputs(model, X, y)
-    path = save_entry(
-        root,
-        test_id=test_id or f"tests/test_models.py::test_{type(model).__name__}",
-        backend_name=backend,
-        estimator=model,
-        artifact_path=artifact,
-        X=X,
-        y=y,
-        expected_outputs=outputs,
-        not_compared=errors,
-        environment=environment_fingerprint(),
-    )
-    return read_entry(path)
-
-
-def skew_versions(data: bytes, old: str = "1.0.2") -> bytes:
-    """A pickle "saved under scikit-learn ``old``": every ``_sklearn_version`` is rewritten."""
-    current = sklearn.__version__.encode()
-    assert len(current) == len(old) and current in data
-    return data.replace(current, old.encode())
 
 
 @pytest.mark.parametrize("backend", REGISTRY.names)
@@ -130,44 +88,6 @@ def test_version_skew_in_error_mode_is_a_load_error(iris, tmp_path):
 
 # ----------------------------------------------------------------------------------------------
 # estimators that misbehave when loaded, in a module the subprocess can import
-
-MISBEHAVING = textwrap.dedent(
-    """
-    import os, time
-    import numpy as np
-
-    MODE = os.environ.get("MISBEHAVE", "")
-
-
-    class Misbehaving:
-        def fit(self, X, y=None):
-            self.offset_ = 1.0
-            return self
-
-        def get_params(self, deep=True):
-            return {}
-
-        def predict(self, X):
-            if MODE == "predict-raise":
-                raise RuntimeError("no attribute 'offset_' after loading")
-            if MODE == "predict-abort":
-                os.abort()
-            bump = 1.0 if MODE == "mismatch" else 0.0
-            return np.asarray(X).sum(axis=1) + self.offset_ + bump
-
-        def __setstate__(self, state):
-            marker = os.environ.get("MISBEHAVE_MARKER")
-            if marker:
-                open(marker, "w").close()  # proves this artifact was unpickled
-            if MODE == "abort":
-                os.abort()
-            if MODE == "hang":
-                time.sleep(3600)
-            if MODE == "exit":
-                os._exit(3)
-            self.__dict__.update(state)
-    """
-)
 
 
 @pytest.fixture
