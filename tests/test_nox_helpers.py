@@ -287,6 +287,19 @@ def test_row_install_args_drops_extras_a_row_cannot_install(monkeypatch) -> None
     assert "skops>=0.9" in new.requirements
 
 
+def test_row_pins_on_a_left_out_extra_are_left_out_too() -> None:
+    row = VersionRow("3.10", "1.0", "1.21", pins=["scipy<1.12", "onnx<1.18", "skops<0.11"])
+    full = pn.row_install_args(row)
+    assert {"scipy<1.12", "onnx<1.18", "skops<0.11"} <= set(full.requirements)
+    plan = pn.row_install_args(row, ["skops"])
+    assert "onnx<1.18" not in plan.requirements  # would install onnx without its extra
+    assert "skops<0.11" in plan.requirements
+    assert "scipy<1.12" in plan.requirements
+    dropped = pn.row_install_args(VersionRow(*row.nox_params, pins=row.pins, without=["onnx"]))
+    assert "onnx<1.18" not in dropped.requirements
+    assert "skops<0.11" in dropped.requirements
+
+
 def test_row_install_args_refuses_impossible_rows_and_unknown_extras() -> None:
     with pytest.raises(RowError, match="fails at import"):
         pn.row_install_args(VersionRow("3.11", "1.2", "2.0"))
