@@ -62,7 +62,8 @@ class PersistenceCheck:
 
 def estimator_id(estimator: Any) -> str:
     """``LogisticRegression(C=2)``: the class and the parameters that differ from defaults."""
-    text = re.sub(r"\s+", "", repr(estimator))
+    # no memory addresses: ids must be the same in every process (pytest-xdist workers)
+    text = re.sub(r"\s+", "", re.sub(r" at 0x[0-9a-fA-F]+", "", repr(estimator)))
     return text if len(text) <= 80 else f"{type(estimator).__name__}(...)"
 
 

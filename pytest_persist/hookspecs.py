@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .backends import BackendRegistry
 
 
@@ -28,4 +30,18 @@ def pytest_persist_add_backends(registry: BackendRegistry) -> None:
 
         def pytest_persist_add_backends(registry):
             registry.register(Protocol4())
+    """
+
+
+@pytest.hookspec
+def pytest_persist_register_onnx_converters(register: Callable[..., None]) -> None:
+    """Teach skl2onnx your estimators, once per session; called only when the onnx backend's
+    libraries are installed, so your conftest need not import skl2onnx itself.
+
+    ``register(model_type, alias, shape_calculator, converter, parser=None, options=None)``
+    wraps ``skl2onnx.update_registered_converter``. Example::
+
+        def pytest_persist_register_onnx_converters(register):
+            from my_package.onnx import my_shape_calculator, my_converter
+            register(MyRegressor, "MyPackageMyRegressor", my_shape_calculator, my_converter)
     """

@@ -54,6 +54,7 @@ def check_entry(
     check_dtype: bool | None = None,
     max_label_flips: float = 0.0,
     version_warning: str = "record",
+    options: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
     python: str | None = None,
 ) -> Outcome:
@@ -62,7 +63,8 @@ def check_entry(
     ``rtol``/``atol`` default to the backend's, ``check_dtype`` to whether the backend gives
     back the very objects (not for ONNX); ``env`` is the child's environment (default:
     this one, with this interpreter's import paths); ``version_warning`` is ``record`` or
-    ``error`` (fail at the first version warning, as a ``load_error``).
+    ``error`` (fail at the first version warning, as a ``load_error``); ``options`` override
+    the backend options stored with the entry (e.g. this environment's skops ``trusted``).
     """
     loaded_environment = environment_fingerprint()
     outcome = Outcome(
@@ -114,6 +116,7 @@ def check_entry(
             # A converted model (ONNX) may not offer every method: not compared, not an error.
             # An unpickled one that lost a method is an error (as across scikit-learn versions).
             "absent_is_error": backend.preserves_objects,
+            "options": {**entry.backend_options, **(options or {})},
         }
         (workdir / _REQUEST).write_text(json.dumps(request), encoding="utf-8")
         started = time.perf_counter()
@@ -322,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
 
         phase("load")
         started = imported = time.perf_counter()
-        call = BackendCall(X=data.X, options=dict(entry.backend_options))
+        call = BackendCall(X=data.X, options=dict(request["options"]))
         try:
             with capture_version_warnings(request["mode"], on_record=on_record):
                 # Import the estimator's module first, so that load_seconds is the load alone

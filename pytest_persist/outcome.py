@@ -101,8 +101,8 @@ class Outcome:
         lines = [self.headline()]
         if self.error:
             lines.append(f"  {self.error}")
-        untolerated = [d for d in self.differences if not d.tolerated]
-        lines.extend(f"  {d.describe()}" for d in untolerated)
+        lines.extend(f"  {d.describe()}" for d in self.differences if not d.tolerated)
+        lines.extend(f"  tolerated: {d.describe()}" for d in self.differences if d.tolerated)
         if self.state_differences:
             lines.append("  fitted state differs after loading (predictions on X may not show it):")
             lines.extend(f"    {path}" for path in self.state_differences[:20])

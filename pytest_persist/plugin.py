@@ -48,6 +48,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(ini: persist_strict)",
     )
     group.addoption(
+        "--persist-trusted",
+        metavar="TYPES",
+        help="comma-separated types skops may load; needing any other fails the test "
+        "(ini: persist_trusted; the marker's trusted= wins)",
+    )
+    group.addoption(
+        "--persist-max-label-flips",
+        metavar="FRACTION",
+        type=float,
+        help="fraction of labels allowed to flip, e.g. under ONNX float32 (default 0; "
+        "ini: persist_max_label_flips)",
+    )
+    group.addoption(
         "--persist-save",
         metavar="DIR",
         help="also store every passed round trip in DIR (artifact, X, expected outputs, "
@@ -84,6 +97,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("persist_backends", "backends to run (names, comma or space separated)")
     parser.addini("persist_strict", "fail when a backend cannot handle an estimator", "bool")
+    parser.addini("persist_trusted", "types skops may load (names, comma or space separated)")
+    parser.addini("persist_max_label_flips", "fraction of labels allowed to flip (default 0)")
     parser.addini("persist_version_warning", "record | error (see --persist-version-warning)")
     parser.addini("persist_load_timeout", "seconds allowed per stored artifact (default 120)")
 
@@ -106,9 +121,40 @@ def pytest_configure(config: pytest.Config) -> None:
         registry=registry,
         enabled=enabled,
         strict=bool(config.getini("persist_strict") if strict is None else strict),
+        defaults=_session_defaults(config),
     )
-    config.stash[STORE_SETTINGS_KEY] = store_settings(config, registry)
+    config.stash[STORE_SETTINGS_KEY] = store_settings(
+        config, registry, config.stash[SETTINGS_KEY].defaults
+    )
     config.pluginmanager.register(PersistReporter(config), "pytest-persist-reporter")
+    if "onnx" in registry and registry["onnx"].is_available():
+        from .backends.onnx_runtime import register_onnx_converter
+
+        config.hook.pytest_persist_register_onnx_converters(register=register_onnx_converter)
+
+
+def _session_defaults(config: pytest.Config) -> dict[str, Any]:
+    """Marker keywords whose defaults the command line or ini set for the whole session."""
+    defaults: dict[str, Any] = {}
+    trusted = config.getoption("persist_trusted") or config.getini("persist_trusted")
+    if trusted:
+        defaults["trusted"] = parse_name_list(trusted)
+    flips = config.getoption("persist_max_label_flips")
+    if flips is None and config.getini("persist_max_label_flips"):
+        try:
+            flips = float(config.getini("persist_max_label_flips"))
+        except ValueError:
+            raise pytest.UsageError(
+                "persist_max_label_flips must be a number, got "
+                f"{config.getini('persist_max_label_flips')!r}"
+            ) from None
+    if flips is not None:
+        defaults["max_label_flips"] = flips
+    try:
+        build_request({}, where="pytest-persist options", defaults=defaults)
+    except PersistUsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return defaults
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -319,12 +319,14 @@ def _find_local_function(estimator: Any) -> tuple[str, str, str] | None:
     return None
 
 
-def _describe(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    first = lines[0] if lines else ""
-    if len(first) > 400:
-        first = first[:397] + "..."
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+def _describe(exc: BaseException, max_lines: int = 8, max_chars: int = 400) -> str:
+    """``Type: message``, keeping a short multi-line message whole and cutting long ones."""
+    lines = [line.rstrip() for line in str(exc).strip().splitlines() if line.strip()]
+    kept = [line if len(line) <= max_chars else line[: max_chars - 3] + "..." for line in lines]
+    if len(kept) > max_lines:
+        kept = [*kept[:max_lines], f"... ({len(lines) - max_lines} more lines)"]
+    text = "\n    ".join(kept)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _versions(backend: Backend) -> dict[str, str]:

@@ -39,12 +39,20 @@ class StoreSettings:
     report_json: Path | None = None
     report_md: Path | None = None
     registry: Any = None
+    max_label_flips: float = 0.0
+    trusted: list[str] | None = None  # this environment's skops allowlist, if any
     environment: dict[str, str] = field(default_factory=dict)
     records: list[Record] = field(default_factory=list)
 
 
-def store_settings(config: pytest.Config, registry: Any) -> StoreSettings:
-    """Read and check the store and report options (command line wins over ini)."""
+def store_settings(
+    config: pytest.Config, registry: Any, defaults: dict[str, Any] | None = None
+) -> StoreSettings:
+    """Read and check the store and report options (command line wins over ini).
+
+    ``defaults`` are the session-wide keywords (``--persist-trusted``,
+    ``--persist-max-label-flips``); they apply to stored artifacts checked here too.
+    """
     from .versions import VERSION_WARNING_MODES, environment_fingerprint
 
     def path(option: str) -> Path | None:
@@ -69,6 +77,8 @@ def store_settings(config: pytest.Config, registry: Any) -> StoreSettings:
         report_json=path("persist_report"),
         report_md=path("persist_report_md"),
         registry=registry,
+        max_label_flips=float((defaults or {}).get("max_label_flips") or 0.0),
+        trusted=(defaults or {}).get("trusted"),
     )
     if settings.save_dir is not None or settings.report_json is not None:
         settings.environment = environment_fingerprint()
@@ -225,6 +235,8 @@ class StoredEntryItem(pytest.Item):
             registry=settings.registry,
             timeout=settings.timeout,
             version_warning=settings.version_warning,
+            max_label_flips=settings.max_label_flips,
+            options=None if settings.trusted is None else {"trusted": settings.trusted},
         )
         self.stash.setdefault(CHECK_OUTCOMES_KEY, []).append(outcome)
         if outcome.kind is OutcomeKind.UNAVAILABLE:

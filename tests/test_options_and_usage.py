@@ -272,3 +272,30 @@ def test_xfail_records_known_failures_per_backend_strictly(run_suite):
     assert "[XPASS(strict)] thought broken" in run.text
     assert run.status("test_typo[usage-error]") == "ERROR"
     assert "unknown persistence backend(s) 'joblib-nmap'" in run.text
+
+
+def test_runs_the_same_under_xdist(run_suite):
+    suite = """
+        import pytest
+        from sklearn.datasets import load_iris
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import FunctionTransformer
+        from pytest_persist import parametrize_with_persistence
+
+        @pytest.mark.persist_roundtrip(backends=["pickle", "joblib", "cloudpickle"])
+        def test_marked(persist_roundtrip):
+            X, y = load_iris(return_X_y=True)
+            persist_roundtrip(LogisticRegression(max_iter=500).fit(X, y), X, y)
+
+        @parametrize_with_persistence(
+            [FunctionTransformer(func=lambda a: a * 3)], backends=["cloudpickle", "joblib"]
+        )
+        def test_checked(estimator, check):
+            check(estimator)
+        """
+    serial = run_suite(suite)
+    parallel = run_suite(suite, "-n", "2")
+    assert parallel.result.ret == serial.result.ret == 1  # joblib cannot carry the lambda
+    serial.result.assert_outcomes(passed=4, failed=1)
+    parallel.result.assert_outcomes(passed=4, failed=1)
+    assert "Different tests were collected" not in parallel.text

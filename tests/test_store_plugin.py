@@ -250,3 +250,18 @@ def test_usage_errors(pytester):
     result = pytester.runpytest_subprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*persist_version_warning*'loud'*record or error*"])
+
+
+def test_this_environments_skops_allowlist_applies(run_suite, pytester, iris):
+    import numpy as np
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = iris
+    model = make_pipeline(FunctionTransformer(np.round), LogisticRegression(max_iter=300))
+    store_model(pytester.path / "store", model.fit(X, y), X, y, backend="skops")
+    run = run_suite("", "--persist-load", "store")
+    assert run.result.ret == 0, run.text
+    run = run_suite("", "--persist-load", "store", "--persist-trusted", "builtins.int")
+    assert run.result.ret == 1
+    assert "UntrustedTypesError" in run.text and "numpy.round" in run.text

@@ -1,0 +1,651 @@
+"""The nox helpers: rows, the chain, the report merge and the atlas, with no environment built."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_persist import nox as pn
+from pytest_persist.nox import CompatPair, ReportError, RowError, VersionRow
+
+OLD = {"python": "3.10.13", "scikit-learn": "1.0.2", "numpy": "1.21.6", "scipy": "1.11.4"}
+MID = {"python": "3.11.7", "scikit-learn": "1.3.2", "numpy": "1.26.4", "scipy": "1.17.1"}
+NEW = {
+    "python": "3.13.0",
+    "scikit-learn": "1.9.1",
+    "numpy": "2.5.5",
+    "scipy": "1.18.1",
+    "skl2onnx": "1.20.0",
+}
+ROWS = [
+    VersionRow("3.10", "1.0", "1.21"),
+    VersionRow("3.11", "1.3", "1.26"),
+    VersionRow("3.13", "1.9", "2.5"),
+]
+
+
+def record(kind: str, estimator: str, backend: str, **extra: Any) -> dict[str, Any]:
+    """A report record shaped as ``pytest --persist-report`` writes it."""
+    base: dict[str, Any] = {
+        "kind": kind,
+        "estimator": estimator,
+        "backend": backend,
+        "test_id": f"examples/compat/test_compat.py::test_{estimator.lower()}[{backend}]",
+        "error": "",
+        "compared_methods": ["predict", "predict_proba"],
+        "not_compared": {},
+        "differences": [],
+        "state_differences": [],
+        "version_warnings": [],
+        "details": {},
+        "versions": {},
+        "dump_seconds": 0.01,
+        "load_seconds": 0.02,
+        "artifact_bytes": 1234,
+        "mode": "roundtrip",
+    }
+    base.update(extra)
+    return base
+
+
+def check(kind: str, estimator: str, backend: str, saved: dict, loaded: dict, **extra: Any):
+    details = {"saved_environment": saved, "loaded_environment": loaded}
+    return record(kind, estimator, backend, mode="check", details=details, **extra)
+
+
+def warning(estimator: str, old: str, new: str) -> dict[str, Any]:
+    return {
+        "estimator": estimator,
+        "original_version": old,
+        "current_version": new,
+        "category": "InconsistentVersionWarning",
+        "message": f"Trying to unpickle estimator {estimator} from version {old} when using {new}",
+    }
+
+
+def write_report(path: Path, environment: dict, records: list[dict]) -> Path:
+    report = {
+        "format": "pytest-persist-report",
+        "format_version": 1,
+        "environment": environment,
+        "records": records,
+    }
+    path.write_text(json.dumps(report), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def reports(tmp_path: Path) -> list[Path]:
+    """Two cross-version check reports and one same-environment round trip report."""
+    old_to_mid = [
+        check(
+            "passed",
+            "LogisticRegression",
+            "pickle",
+            OLD,
+            MID,
+            version_warnings=[warning("LogisticRegression", "1.0.2", "1.3.2")],
+        ),
+        check(
+            "load_error",
+            "HistGradientBoostingClassifier",
+            "pickle",
+            OLD,
+            MID,
+            error="AttributeError: Can't get attribute 'Loss' on <module 'sklearn._loss'>",
+        ),
+        check(
+            "method_error",
+            "RandomForestClassifier",
+            "joblib",
+            OLD,
+            MID,
+            error="AttributeError: 'DecisionTreeClassifier' object has no attribute "
+            "'monotonic_cst'",
+            version_warnings=[warning("DecisionTreeClassifier", "1.0.2", "1.3.2")] * 3,
+        ),
+        check("unavailable", "LogisticRegression", "onnx", OLD, MID, error="pip install skl2onnx"),
+    ]
+    mid_to_new = [
+        check(
+            "mismatch",
+            "GradientBoostingClassifier",
+            "pickle",
+            MID,
+            NEW,
+            differences=[
+                {
+                    "method": "predict",
+                    "message": "labels differ",
+                    "path": "",
+                    "max_abs": None,
+                    "max_rel": None,
+                    "n_different": 3,
+                    "n_total": 150,
+                    "tolerated": False,
+                },
+                {
+                    "method": "predict_proba",
+                    "message": "values differ | beyond tolerance",
+                    "path": "[:, 1]",
+                    "max_abs": 0.25,
+                    "max_rel": 0.5,
+                    "n_different": 12,
+                    "n_total": 300,
+                    "tolerated": False,
+                },
+            ],
+        ),
+        check("passed", "LogisticRegression", "pickle", MID, NEW),
+    ]
+    roundtrip = [
+        record("passed", "LogisticRegression", "pickle"),
+        record("passed", "FunctionTransformer", "cloudpickle"),
+        record("dump_error", "FunctionTransformer", "pickle", error="Can't pickle <lambda>"),
+        record("unsupported", "HistGradientBoostingClassifier", "onnx", error="no converter"),
+    ]
+    return [
+        write_report(tmp_path / "a.json", MID, old_to_mid),
+        write_report(tmp_path / "b.json", NEW, mid_to_new),
+        write_report(tmp_path / "c.json", NEW, roundtrip),
+    ]
+
+
+# --- rows ---------------------------------------------------------------------------------
+
+
+def test_row_id_requirements_and_params() -> None:
+    row = VersionRow("3.10", "1.0", "1.21", pins=["scipy<1.12"])
+    assert row.id == "py3.10-skl1.0-np1.21"
+    assert row.pins == ("scipy<1.12",)
+    assert row.requirements == ["scikit-learn==1.0.*", "numpy==1.21.*", "scipy<1.12"]
+    assert row.nox_params == ("3.10", "1.0", "1.21")
+    exact = VersionRow("3.11", "1.3.0", "1.26.4", id="first-inconsistent-warning")
+    assert exact.id == "first-inconsistent-warning"
+    assert exact.requirements[:2] == ["scikit-learn==1.3.0", "numpy==1.26.4"]
+
+
+def test_row_matches_environment_by_series_or_exact_version() -> None:
+    assert VersionRow("3.10", "1.0", "1.21").matches(OLD)
+    assert VersionRow("3.10", "1.0.2", "1.21.6").matches(OLD)
+    assert not VersionRow("3.10", "1.0.1", "1.21").matches(OLD)
+    assert not VersionRow("3.11", "1.0", "1.21").matches(OLD)
+    assert not VersionRow("3.10", "1.1", "1.21").matches(OLD)
+
+
+def test_default_rows_are_valid_and_cover_the_range() -> None:
+    rows = pn.validate_rows(pn.default_rows())
+    assert 6 <= len(rows) <= 10
+    assert len({r.id for r in rows}) == len(rows)
+    assert {r.python for r in rows} == {"3.10", "3.11", "3.12", "3.13"}
+    assert {r.sklearn for r in rows} >= {"1.0", "1.3", "1.4", "1.9"}
+    assert {r.numpy.split(".")[0] for r in rows} == {"1", "2"}
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (VersionRow("3.11", "1.3", "2.0"), "fails at import"),
+        (VersionRow("3.11", "1.4.0", "2.0"), "from 1.4.2 on"),
+        (VersionRow("3.13", "1.9", "1.26"), "numpy 1.26 has no wheels for Python 3.13"),
+        (VersionRow("3.13", "1.9", "2.0"), "numpy 2.0 has no wheels for Python 3.13"),
+        (VersionRow("3.10", "1.9", "2.2"), "scikit-learn 1.9 has no wheels for Python 3.10"),
+        (VersionRow("3.10", "1.6", "2.3"), "series with wheels there: 1.21 to 2.2"),
+        (VersionRow("3.12", "1.2", "1.26"), "scikit-learn 1.2 has no wheels for Python 3.12"),
+        (VersionRow("3.11", "1.9", "1.23"), "requires numpy >= 1.24"),
+        (VersionRow("3.9", "1.0", "1.21"), "needs Python >= 3.10"),
+        (VersionRow("3.10", "0.24", "1.21"), "needs scikit-learn >= 1.0"),
+        (VersionRow("3", "1.0", "1.21"), "python '3' is not"),
+        (VersionRow("py3.10", "1.0", "1.21"), "python 'py3.10' is not"),
+        (VersionRow("3.10", "latest", "1.21"), "sklearn 'latest' is not"),
+        (VersionRow("3.10", "1.0", "2.x"), "numpy '2.x' is not"),
+        (VersionRow("3.10", "1.0", "1.21", pins=["scipy"]), "pin 'scipy' is not"),
+        (VersionRow("3.10", "1.0", "1.21", pins=["numpy<2"]), "through the row's fields"),
+        (VersionRow("3.10", "1.0", "1.21", without=["tensorflow"]), "unknown extra"),
+    ],
+)
+def test_validate_rows_names_the_impossible_cell(row: VersionRow, expected: str) -> None:
+    with pytest.raises(RowError, match="impossible version rows") as info:
+        pn.validate_rows([VersionRow("3.12", "1.5", "2.0"), row])
+    message = str(info.value)
+    assert expected in message
+    assert f"row {row.id}:" in message
+    assert "py3.12-skl1.5-np2.0" not in message
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        VersionRow("3.11", "1.4", "2.0"),
+        VersionRow("3.11", "1.4.2", "2.1"),
+        VersionRow("3.13", "1.5", "2.1"),
+        VersionRow("3.12", "1.3", "1.26"),
+        VersionRow("3.10", "1.7", "1.22"),
+        VersionRow("3.10", "1.0", "1.21", pins=["scipy<1.12", "pandas[performance]>=1.3"]),
+        VersionRow("3.14", "1.9", "2.4"),
+    ],
+)
+def test_validate_rows_accepts_coherent_rows(row: VersionRow) -> None:
+    assert pn.validate_rows([row]) == [row]
+
+
+def test_validate_rows_reports_every_problem_and_duplicates() -> None:
+    rows = [
+        VersionRow("3.10", "1.0", "1.21"),
+        VersionRow("3.10", "1.0", "1.21"),
+        VersionRow("3.11", "1.2", "2.0"),
+    ]
+    with pytest.raises(RowError) as info:
+        pn.validate_rows(rows)
+    message = str(info.value)
+    assert "'py3.10-skl1.0-np1.21' appears 2 times" in message
+    assert "row py3.11-skl1.2-np2.0:" in message
+    with pytest.raises(RowError, match="is not a VersionRow"):
+        pn.validate_rows([("3.10", "1.0", "1.21")])  # type: ignore[list-item]
+
+
+# --- install arguments ----------------------------------------------------------------------
+
+
+def test_row_install_args_pins_row_base_and_extras() -> None:
+    plan = pn.row_install_args(VersionRow("3.10", "1.0", "1.21", pins=["scipy<1.12"]))
+    assert plan.requirements[:3] == ["scikit-learn==1.0.*", "numpy==1.21.*", "scipy<1.12"]
+    for requirement in ("pytest>=7.4", "joblib>=1.1", "skops>=0.9", "onnxruntime>=1.16"):
+        assert requirement in plan.requirements
+    assert plan.dropped == {}
+    assert plan.unavailable_backends == []
+    assert len(plan.requirements) == len(set(plan.requirements))
+
+    only = pn.row_install_args(VersionRow("3.12", "1.5", "2.0"), ["cloudpickle"])
+    assert "cloudpickle>=2.0" in only.requirements
+    assert not any(r.startswith(("skops", "skl2onnx", "pandas")) for r in only.requirements)
+
+
+def test_row_install_args_drops_extras_a_row_cannot_install(monkeypatch) -> None:
+    row = VersionRow("3.10", "1.0", "1.21", without=["onnx"])
+    plan = pn.row_install_args(row, ["onnx", "skops"])
+    assert "left out by row py3.10-skl1.0-np1.21" in plan.dropped["onnx"]
+    assert not any(r.startswith(("skl2onnx", "onnxruntime")) for r in plan.requirements)
+    assert "skops>=0.9" in plan.requirements
+    assert plan.unavailable_backends == ["onnx"]
+
+    limit = pn._ExtraLimit("skops", "skops needs scikit-learn >= 1.1", sklearn_below=(1, 1))
+    monkeypatch.setattr(pn, "_EXTRA_LIMITS", (limit,))
+    old = pn.row_install_args(VersionRow("3.10", "1.0", "1.21"), ["skops", "cloudpickle"])
+    assert old.dropped == {"skops": "skops needs scikit-learn >= 1.1"}
+    assert "skops>=0.9" not in old.requirements
+    new = pn.row_install_args(VersionRow("3.10", "1.1", "1.23"), ["skops"])
+    assert new.dropped == {}
+    assert "skops>=0.9" in new.requirements
+
+
+def test_row_pins_on_a_left_out_extra_are_left_out_too() -> None:
+    row = VersionRow("3.10", "1.0", "1.21", pins=["scipy<1.12", "onnx<1.18", "skops<0.11"])
+    full = pn.row_install_args(row)
+    assert {"scipy<1.12", "onnx<1.18", "skops<0.11"} <= set(full.requirements)
+    plan = pn.row_install_args(row, ["skops"])
+    assert "onnx<1.18" not in plan.requirements  # would install onnx without its extra
+    assert "skops<0.11" in plan.requirements
+    assert "scipy<1.12" in plan.requirements
+    dropped = pn.row_install_args(VersionRow(*row.nox_params, pins=row.pins, without=["onnx"]))
+    assert "onnx<1.18" not in dropped.requirements
+    assert "skops<0.11" in dropped.requirements
+
+
+def test_row_install_args_refuses_impossible_rows_and_unknown_extras() -> None:
+    with pytest.raises(RowError, match="fails at import"):
+        pn.row_install_args(VersionRow("3.11", "1.2", "2.0"))
+    with pytest.raises(ValueError, match=r"unknown extra.*'tensorflow'.*known: cloudpickle"):
+        pn.row_install_args(VersionRow("3.11", "1.2", "1.24"), ["tensorflow"])
+
+
+# --- the chain ------------------------------------------------------------------------------
+
+
+def _ids(pairs: list[CompatPair]) -> set[tuple[str, str]]:
+    return {(p.saved.id, p.loaded.id) for p in pairs}
+
+
+def test_forward_chain_older_into_newer_and_newest_into_oldest() -> None:
+    a, b, c, d = (
+        VersionRow("3.10", "1.0", "1.21"),
+        VersionRow("3.11", "1.3", "1.26"),
+        VersionRow("3.12", "1.5", "2.0"),
+        VersionRow("3.13", "1.9", "2.5"),
+    )
+    shuffled = [c, a, d, b]
+    pairs = pn.compat_chain(shuffled)
+    assert _ids(pairs) == {
+        (a.id, b.id),
+        (a.id, c.id),
+        (a.id, d.id),
+        (b.id, c.id),
+        (b.id, d.id),
+        (c.id, d.id),
+        (d.id, a.id),
+    }
+    assert len(pairs) == 7
+    assert pairs[0] == CompatPair(a, b)
+    assert pairs[0].id == f"{a.id}->{b.id}"
+    assert pn.loads_into(a, pairs) == [d]
+    assert pn.loads_into(d, pairs) == [a, b, c]
+    assert pn.compat_chain(shuffled) == pn.compat_chain([a, b, c, d])
+
+
+def test_forward_chain_goes_both_ways_within_a_scikit_learn_series() -> None:
+    old = VersionRow("3.10", "1.0", "1.21")
+    np1 = VersionRow("3.12", "1.9", "1.26")
+    np2 = VersionRow("3.13", "1.9", "2.5")
+    pairs = _ids(pn.compat_chain([np2, old, np1]))
+    assert (np2.id, np1.id) in pairs  # numpy 2 -> 1 with the same scikit-learn
+    assert (np1.id, np2.id) in pairs
+    assert (np2.id, old.id) in pairs
+    assert (np1.id, old.id) not in pairs
+    assert len(pairs) == 5
+
+
+def test_all_chain_and_edge_cases() -> None:
+    rows = pn.default_rows()
+    pairs = pn.compat_chain(rows, mode="all")
+    assert len(pairs) == len(rows) * (len(rows) - 1)
+    assert all(p.saved.id != p.loaded.id for p in pairs)
+    assert len(_ids(pairs)) == len(pairs)
+    assert pn.compat_chain(rows[:1]) == []
+    assert pn.compat_chain([]) == []
+    with pytest.raises(ValueError, match="unknown chain mode 'sideways'"):
+        pn.compat_chain(rows, mode="sideways")  # type: ignore[arg-type]
+    with pytest.raises(RowError, match="duplicate row ids"):
+        pn.compat_chain([rows[0], VersionRow(rows[0].python, rows[0].sklearn, rows[0].numpy)])
+
+
+def test_row_for_finds_the_parametrized_row() -> None:
+    rows = pn.default_rows()
+    assert pn.row_for(rows, "3.11", "1.3", "1.26").id == "py3.11-skl1.3-np1.26"
+    with pytest.raises(LookupError, match=r"sklearn=1\.1"):
+        pn.row_for(rows, "3.10", "1.1", "1.23")
+
+
+# --- merge ----------------------------------------------------------------------------------
+
+
+def test_merge_tags_every_record_with_saved_and_loaded_rows(reports: list[Path]) -> None:
+    atlas = pn.merge_reports(reports, ROWS)
+    assert atlas["format"] == "pytest-persist-atlas"
+    assert atlas["sources"] == [str(p) for p in reports]
+    assert len(atlas["records"]) == 10
+    assert list(atlas["environments"]) == [r.id for r in ROWS]
+    assert atlas["environments"]["py3.10-skl1.0-np1.21"]["scikit-learn"] == "1.0.2"
+    assert atlas["pairs"] == [
+        "py3.10-skl1.0-np1.21 -> py3.11-skl1.3-np1.26",
+        "py3.11-skl1.3-np1.26 -> py3.13-skl1.9-np2.5",
+        "py3.13-skl1.9-np2.5 -> py3.13-skl1.9-np2.5",
+    ]
+    by_kind = {(r["kind"], r["mode"]): r for r in atlas["records"]}
+    load_error = by_kind[("load_error", "check")]
+    assert load_error["saved_row"] == "py3.10-skl1.0-np1.21"
+    assert load_error["loaded_row"] == "py3.11-skl1.3-np1.26"
+    assert load_error["source"] == "a.json"
+    roundtrip = by_kind[("dump_error", "roundtrip")]
+    assert roundtrip["saved_row"] == roundtrip["loaded_row"] == "py3.13-skl1.9-np2.5"
+    assert set(atlas["backends"]) == {"pickle", "joblib", "onnx", "cloudpickle"}
+    assert "HistGradientBoostingClassifier" in atlas["estimators"]
+
+
+def test_merge_without_rows_names_rows_by_versions(reports: list[Path], tmp_path: Path) -> None:
+    atlas = pn.merge_reports([tmp_path], ())  # a folder: every *.json in it
+    assert len(atlas["sources"]) == 3
+    assert list(atlas["environments"]) == [
+        "py3.10-skl1.0.2-np1.21.6",
+        "py3.11-skl1.3.2-np1.26.4",
+        "py3.13-skl1.9.1-np2.5.5",
+    ]
+    assert atlas["pairs"][0] == "py3.10-skl1.0.2-np1.21.6 -> py3.11-skl1.3.2-np1.26.4"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("{not json", "not a readable JSON report"),
+        (json.dumps({"format": "junit", "records": []}), "not a pytest-persist report"),
+        (
+            json.dumps({"format": "pytest-persist-report", "format_version": 2, "records": []}),
+            "format_version 2 is not supported",
+        ),
+        (
+            json.dumps({"format": "pytest-persist-report", "format_version": 1}),
+            "'records' is missing",
+        ),
+        (
+            json.dumps(
+                {
+                    "format": "pytest-persist-report",
+                    "format_version": 1,
+                    "records": [{"kind": "exploded"}],
+                }
+            ),
+            "record 0 has no known kind",
+        ),
+    ],
+)
+def test_merge_refuses_bad_reports_naming_the_file(
+    tmp_path: Path, content: str, expected: str
+) -> None:
+    bad = tmp_path / "broken-report.json"
+    bad.write_text(content, encoding="utf-8")
+    with pytest.raises(ReportError, match=expected) as info:
+        pn.merge_reports([bad])
+    assert str(bad) in str(info.value)
+
+
+def test_merge_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match="no such report file"):
+        pn.merge_reports([tmp_path / "absent.json"])
+
+
+# --- renderers ------------------------------------------------------------------------------
+
+
+def test_describe_record_names_versions_error_and_differences(reports: list[Path]) -> None:
+    atlas = pn.merge_reports(reports, ROWS)
+    mismatch = next(r for r in atlas["records"] if r["kind"] == "mismatch")
+    text = pn.describe_record(mismatch, atlas)
+    assert text.startswith("GradientBoostingClassifier via pickle: mismatch")
+    assert "saved under py3.11-skl1.3-np1.26 (python 3.11.7, scikit-learn 1.3.2" in text
+    assert "loaded under py3.13-skl1.9-np2.5 (python 3.13.0, scikit-learn 1.9.1" in text
+    assert "predict: labels differ; 3 of 150 differ" in text
+    assert "max abs diff 0.25" in text
+    method_error = next(r for r in atlas["records"] if r["kind"] == "method_error")
+    text = pn.describe_record(method_error, atlas)
+    assert "no attribute 'monotonic_cst'" in text
+    assert "from DecisionTreeClassifier (1.0.2 -> 1.3.2) x3" in text
+
+
+def test_markdown_atlas(reports: list[Path]) -> None:
+    md = pn.render_atlas_markdown(pn.merge_reports(reports, ROWS))
+    assert md.startswith("# pytest-persist compatibility atlas\n")
+    assert "10 records from 3 reports: 3 saved -> loaded pairs" in md
+    assert "| py3.10-skl1.0-np1.21 | 3.10.13 | 1.0.2 | 1.21.6 | 1.11.4 |" in md
+    findings = md.split("## Findings")[1].split("## Grid")[0]
+    # failures ordered: mismatch, load_error, method_error, dump_error
+    order = [findings.index(k) for k in ("mismatch", "load_error", "method_error", "dump_error")]
+    assert order == sorted(order)
+    assert "Can't get attribute 'Loss'" in findings
+    assert "values differ \\| beyond tolerance" not in findings  # bullets, not table cells
+    assert "3 of 150 differ" in findings
+    assert "py3.10-skl1.0-np1.21 -> py3.11-skl1.3-np1.26: 2 records" in md
+    grid = md.split("## Grid")[1]
+    assert "| saved -> loaded | estimator | pickle | joblib | onnx | cloudpickle |" in grid
+    hgb = next(line for line in grid.splitlines() if "HistGradientBoosting" in line)
+    assert hgb == (
+        "| py3.10-skl1.0-np1.21 -> py3.11-skl1.3-np1.26 | HistGradientBoostingClassifier "
+        "| 💥 |  |  |  |"
+    )
+    summary = md.split("## Summary")[1].split("## Findings")[0]
+    first = next(line for line in summary.splitlines() if "py3.10-skl1.0-np1.21 |" in line)
+    # columns: mismatch, load_error, method_error, dump_error, warned, passed, unsupported, unavail.
+    assert [c.strip() for c in first.split("|")[3:11]] == ["", "1", "1", "", "1", "", "", "1"]
+
+
+def test_markdown_escapes_table_cells(tmp_path: Path) -> None:
+    path = write_report(
+        tmp_path / "r.json", dict(NEW, python="3.13|0"), [record("passed", "A|B", "pickle")]
+    )
+    md = pn.render_atlas_markdown(pn.merge_reports([path]))
+    assert "A\\|B" in md
+    assert "3.13\\|0" in md
+
+
+def test_markdown_without_failures_says_so(tmp_path: Path) -> None:
+    path = write_report(tmp_path / "r.json", NEW, [record("passed", "Ridge", "pickle")])
+    md = pn.render_atlas_markdown(pn.merge_reports([path]))
+    assert "No mismatch, load error, method error or dump error." in md
+
+
+class _Cells(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[dict[str, str | None]] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        found = dict(attrs)
+        if tag == "td" and "c" in (found.get("class") or "").split():
+            self.cells.append(found)
+
+
+def test_html_atlas_is_self_contained_and_readable(reports: list[Path]) -> None:
+    atlas = pn.merge_reports(reports, ROWS)
+    page = pn.render_atlas_html(atlas)
+    assert page.startswith("<!DOCTYPE html>")
+    for forbidden in ("http://", "https://", "<script", "<link", "@import", "url("):
+        assert forbidden not in page
+    parser = _Cells()
+    parser.feed(page)
+    pairs, estimators, backends = atlas["pairs"], atlas["estimators"], atlas["backends"]
+    assert len(parser.cells) == len(pairs) * len(estimators) * len(backends)
+    classes = Counter(c["class"].split()[1] for c in parser.cells)  # type: ignore[union-attr]
+    assert classes["s-load_error"] == 1
+    assert classes["s-mismatch"] == 1
+    assert classes["s-warned"] == 1
+    assert classes["s-dump_error"] == 1
+    load_error = next(c for c in parser.cells if "s-load_error" in (c["class"] or ""))
+    assert "Can't get attribute 'Loss' on <module 'sklearn._loss'>" in (load_error["title"] or "")
+    assert "scikit-learn 1.0.2" in (load_error["title"] or "")
+    assert "&lt;module &#x27;sklearn._loss&#x27;&gt;" in page  # escaped in the markup
+    absent = [c for c in parser.cells if "s-absent" in (c["class"] or "")]
+    assert absent
+    assert "no record" in (absent[0]["title"] or "")
+    # legend, environments with versions, findings
+    assert "load_error: the artifact did not load" in page
+    assert "<td>1.21.6</td>" in page
+    assert "<td>1.20.0</td>" in page  # skl2onnx of the newest row
+    assert page.count("<details>") == 4
+
+
+def test_write_atlas_writes_json_markdown_and_html(reports: list[Path], tmp_path: Path) -> None:
+    written = pn.write_atlas(reports, tmp_path / "atlas", ROWS)
+    assert sorted(p.name for p in written.values()) == ["atlas.html", "atlas.json", "atlas.md"]
+    merged = json.loads(written["json"].read_text(encoding="utf-8"))
+    assert merged == pn.merge_reports(reports, ROWS)
+    assert not list((tmp_path / "atlas").glob("*.tmp"))
+
+
+# --- nox-free import and the session helpers ------------------------------------------------
+
+
+def test_module_imports_without_nox() -> None:
+    code = (
+        "import sys; sys.modules['nox'] = None\n"
+        "import pytest_persist.nox as pn\n"
+        "pn.validate_rows(pn.default_rows())\n"
+        "try:\n    pn.parametrize_rows(pn.default_rows())\n"
+        "except ImportError:\n    print('lazy')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "lazy"
+
+
+def test_add_pyenv_to_path_picks_newest_patch(tmp_path: Path, monkeypatch) -> None:
+    for version in ("3.11.2", "3.11.7", "3.12.1"):
+        folder = tmp_path / "versions" / version / "bin"
+        folder.mkdir(parents=True)
+        (folder / f"python{version[:4]}").write_text("")
+    monkeypatch.setenv("PATH", "/usr/bin")
+    missing = pn.add_pyenv_to_path(["3.11", "3.12", "3.13"], root=tmp_path)
+    assert missing == ["3.13"]
+    path = os.environ["PATH"].split(os.pathsep)
+    assert str(tmp_path / "versions" / "3.11.7" / "bin") in path
+    assert str(tmp_path / "versions" / "3.11.2" / "bin") not in path
+    assert path[-1] == "/usr/bin"
+
+
+class FakeSession:
+    """Records what a noxfile asks of its session."""
+
+    def __init__(self, python: str) -> None:
+        self.python = python
+        self.calls: list[tuple[str, tuple, dict]] = []
+
+    def install(self, *args: str, **kwargs: Any) -> None:
+        self.calls.append(("install", args, kwargs))
+
+    def run(self, *args: str, **kwargs: Any) -> None:
+        self.calls.append(("run", args, kwargs))
+
+    def warn(self, message: str) -> None:
+        self.calls.append(("warn", (message,), {}))
+
+    def error(self, message: str) -> None:
+        raise RuntimeError(message)
+
+
+def test_install_row_installs_wheels_only_then_the_project() -> None:
+    session = FakeSession("3.10")
+    row = VersionRow("3.10", "1.0", "1.21", without=["onnx"])
+    plan = pn.install_row(session, row)
+    kinds = [c[0] for c in session.calls]
+    assert kinds == ["warn", "install", "install", "run"]
+    assert "extra 'onnx' left out" in session.calls[0][1][0]
+    wheels = session.calls[1][1]
+    assert wheels[:2] == ("--only-binary", ":all:")
+    assert list(wheels[2:]) == plan.requirements
+    assert session.calls[2][1] == ("--no-deps", ".")
+    with pytest.raises(RuntimeError, match=r"needs 3\.10"):
+        pn.install_row(FakeSession("3.12"), row)
+
+
+def test_save_and_check_artifacts_run_pytest_per_chain(tmp_path: Path) -> None:
+    rows = pn.default_rows()
+    newest, oldest = rows[-1], rows[0]
+    session = FakeSession(newest.python)
+    store = pn.save_artifacts(session, oldest, tmp_path / "store", "-q", report_path="r.json")
+    assert store == tmp_path / "store" / oldest.id
+    args = session.calls[-1][1]
+    assert args[:4] == ("python", "-m", "pytest", "examples/compat")
+    assert args[4:] == ("--persist-save", str(store), "--persist-report", "r.json", "-q")
+
+    store.mkdir(parents=True)
+    saved = pn.loads_into(newest, pn.compat_chain(rows))
+    assert saved[0] == oldest
+    session.calls.clear()
+    written = pn.check_artifacts(
+        session, newest, tmp_path / "store", tmp_path / "reports", saved=saved
+    )
+    assert written == [tmp_path / "reports" / f"{oldest.id}__{newest.id}.json"]
+    runs = [c for c in session.calls if c[0] == "run"]
+    assert len(runs) == 1
+    assert runs[0][1][3:5] == ("--persist-load", str(store))
+    assert runs[0][2] == {"success_codes": [0, 1]}
+    warned = [c[1][0] for c in session.calls if c[0] == "warn"]
+    assert len(warned) == len(saved) - 1
+    assert all("no artifacts saved under" in w for w in warned)
