@@ -113,6 +113,9 @@ class _Encoder:
         dtype = array.dtype
         if dtype.kind == "O":
             return self.object_array(array, where)
+        if dtype.kind == "T":  # numpy >= 2 StringDType: not storable without pickle as is
+            node = self.object_array(array.astype(object), where)
+            return {**node, "string_dtype": True}
         if dtype.kind == "V" or dtype.hasobject:
             raise self.fail(where, array, "structured dtypes are not stored")
         return {"kind": "ndarray", "key": self.add(array)}
@@ -261,7 +264,11 @@ class _Decoder:
                 warnings.simplefilter("ignore", PendingDeprecationWarning)
                 return np.asmatrix(array)
         if kind == "object_str":
-            return self.strings(node).reshape(node["shape"])
+            strings = self.strings(node).reshape(node["shape"])
+            string_dtype = (
+                getattr(np.dtypes, "StringDType", None) if node.get("string_dtype") else None
+            )
+            return strings.astype(string_dtype()) if string_dtype is not None else strings
         if kind == "object_num":
             array = self.arrays[node["key"]]
             out = np.empty(array.shape, dtype=object)
@@ -348,7 +355,10 @@ class _Decoder:
             else:
                 values = self.value(node["values"]).astype(object)
             values[mask] = None
-            return pd.array(values, dtype=pd.api.types.pandas_dtype(node["dtype"]))
+            dtype = pd.api.types.pandas_dtype(node["dtype"])
+            if isinstance(dtype, np.dtype) and dtype.kind == "U":  # "str" before pandas 3
+                dtype = pd.StringDtype()
+            return pd.array(values, dtype=dtype)
         raise ValueError(f"unknown column kind {kind!r} in the data description")
 
 

@@ -86,6 +86,16 @@ def test_object_int_comes_back_as_python_ints(tmp_path):
     assert got.dtype == object and type(got[0]) is int
 
 
+@pytest.mark.skipif(
+    not hasattr(np, "dtypes") or not hasattr(np.dtypes, "StringDType"), reason="numpy 2"
+)
+def test_numpy_string_dtype(tmp_path):
+    value = np.array(["a", "long string", ""], dtype=np.dtypes.StringDType())
+    got = roundtrip(value, tmp_path)
+    assert got.dtype == value.dtype
+    assert got.tolist() == value.tolist()
+
+
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
 def test_matrix(tmp_path):
     value = np.asmatrix(np.arange(4.0).reshape(2, 2))
