@@ -697,8 +697,11 @@ def print_sweep(totals: dict[str, SweepTotals]) -> None:
 
 def summary(forest: dict[str, Pair], sweep: dict[str, SweepTotals]) -> None:
     print("\n== Summary: plugin time / hand-written time (the plugin's overhead ratio)")
-    for backend, pair in forest.items():
-        if pair.plugin:
+    for backend in forest or sweep:
+        pair = forest.get(backend, Pair())
+        if backend not in forest:
+            forest_text = "forest not run"
+        elif pair.plugin:
             part, extra = dominant_overhead(pair)
             forest_text = (
                 f"forest {pair.plugin_s() / pair.hand_s():.2f}x "
