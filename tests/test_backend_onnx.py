@@ -381,3 +381,25 @@ def test_quadratic_discriminant_label_row_is_raveled(iris, tmp_path) -> None:
     loaded, _ = roundtrip(qda, X, tmp_path)
     assert_array_equal(loaded.predict(X.copy()), qda.predict(X))
     assert_allclose(loaded.predict_proba(X.copy()), qda.predict_proba(X), atol=PROBA_ATOL)
+
+
+def test_graph_runs_once_for_all_methods_of_the_same_input(iris, tmp_path) -> None:
+    X, y = iris
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
+    loaded, _ = roundtrip(forest, X, tmp_path)
+    runs = []
+    real_run = loaded.session.run
+
+    def counting_run(names, feeds):
+        runs.append(list(names))
+        return real_run(names, feeds)
+
+    loaded.session = type("Spy", (), {"run": staticmethod(counting_run)})()
+    labels = loaded.predict(X.copy())
+    proba = loaded.predict_proba(X.copy())  # a fresh copy of the same X: served from the run
+    assert runs == [["label", "probabilities"]]
+    labels[:] = -1  # callers may mutate what they get; the cache must not change
+    assert_array_equal(loaded.predict(X.copy()), forest.predict(X))
+    other = loaded.predict_proba(X[::-1].copy())  # another input: the graph runs again
+    assert len(runs) == 2
+    assert_allclose(other, proba[::-1], atol=PROBA_ATOL)

@@ -31,6 +31,7 @@ output names) and ``onnx_methods`` (method -> graph output).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from collections.abc import Callable
@@ -290,6 +291,8 @@ class OnnxModel:
         self.inputs: list[dict[str, Any]] = adapter["inputs"]
         self.methods: dict[str, dict[str, Any]] = adapter["methods"]
         self.onnx_outputs: list[str] = [output.name for output in self.session.get_outputs()]
+        self._cache_key: str | None = None
+        self._cache: dict[str, np.ndarray] = {}
 
     def __getattr__(self, name: str) -> Any:
         # Only called for attributes not found normally: the estimator methods.
@@ -306,10 +309,29 @@ class OnnxModel:
     def __dir__(self) -> list[str]:
         return sorted({*super().__dir__(), *self.methods})
 
+    def _outputs(self, X: Any) -> dict[str, np.ndarray]:
+        """Every output the methods need, from one run of the graph, cached for the last input.
+
+        A tree ensemble computes labels and probabilities in the same node: running the graph
+        once per method would evaluate every tree twice. The cache key is the input's content,
+        since callers pass fresh copies of the same X.
+        """
+        feeds = _feeds(X, self.inputs)
+        digest = hashlib.blake2b(digest_size=16)
+        for name in sorted(feeds):
+            array = np.ascontiguousarray(feeds[name])
+            digest.update(f"{name}{array.dtype}{array.shape}".encode())
+            digest.update(array.tobytes())
+        key = digest.hexdigest()
+        if self._cache_key != key:
+            names = sorted({spec["output"] for spec in self.methods.values()})
+            self._cache = dict(zip(names, self.session.run(names, feeds), strict=True))
+            self._cache_key = key
+        return self._cache
+
     def _run(self, method: str, X: Any) -> Any:
         spec = self.methods[method]
-        (result,) = self.session.run([spec["output"]], _feeds(X, self.inputs))
-        result = np.asarray(result)
+        result = np.array(self._outputs(X)[spec["output"]])  # a copy: callers may mutate it
         if spec.get("ndim") == 1 and result.ndim == 2 and 1 in result.shape:
             # (n, 1) from most converters, (1, n) from QuadraticDiscriminantAnalysis's label
             result = result.ravel()
