@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 
@@ -87,6 +89,8 @@ class Outcome:
     load_seconds: float | None = None
     artifact_bytes: int | None = None
     loaded: Any = field(default=None, repr=False, compare=False)
+    #: Where the artifact was written (a temporary file; not part of reports).
+    artifact: Path | None = field(default=None, repr=False, compare=False)
 
     @property
     def failed(self) -> bool:
@@ -108,11 +112,7 @@ class Outcome:
             lines.extend(f"    {path}" for path in self.state_differences[:20])
             if len(self.state_differences) > 20:
                 lines.append(f"    ... and {len(self.state_differences) - 20} more")
-        for warning in self.version_warnings:
-            lines.append(
-                f"  version warning from {warning.estimator}: saved with "
-                f"{warning.original_version}, loaded with {warning.current_version}"
-            )
+        lines.extend(f"  {line}" for line in self.version_warning_lines())
         if self.compared_methods:
             lines.append(f"  compared: {', '.join(self.compared_methods)}")
         for method, reason in self.not_compared.items():
@@ -122,10 +122,28 @@ class Outcome:
             lines.append(f"  versions: {shown}")
         return "\n".join(lines)
 
+    def version_warning_lines(self) -> list[str]:
+        """The version warnings, one line per (original, current) pair: a 100-tree forest
+        warns 102 times (the forest, its template tree and every tree), for one fact."""
+        groups: dict[tuple[str | None, str | None], list[str]] = {}
+        for warning in self.version_warnings:
+            key = (warning.original_version, warning.current_version)
+            groups.setdefault(key, []).append(warning.estimator)
+        lines = []
+        for (original, current), names in groups.items():
+            counted = Counter(names)
+            shown = ", ".join(f"{n} x{c}" if c > 1 else n for n, c in counted.items())
+            lines.append(
+                f"version warning: saved with scikit-learn {original}, loaded with {current} "
+                f"({len(names)} warning(s): {shown})"
+            )
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able record (the loaded model is left out)."""
-        record = asdict(replace(self, loaded=None))  # asdict would deep-copy the model
+        """A JSON-able record (the loaded model and the artifact path are left out)."""
+        record = asdict(replace(self, loaded=None, artifact=None))  # no deep copy of the model
         record.pop("loaded", None)
+        record.pop("artifact", None)
         record["kind"] = self.kind.value
         return record
 

@@ -17,6 +17,7 @@ from .compare import (
 )
 from .outcome import Outcome, OutcomeKind
 from .state import compare_state
+from .versions import capture_version_warnings
 
 STATE_POLICIES = ("fail", "warn", "ignore")
 
@@ -181,15 +182,19 @@ def run_roundtrip(
         return outcome
     outcome.dump_seconds = time.perf_counter() - started
     outcome.artifact_bytes = artifact.stat().st_size if artifact.exists() else None
+    outcome.artifact = artifact
 
     started = time.perf_counter()
     try:
-        loaded = backend.load(artifact, call)
+        with capture_version_warnings() as version_warnings:
+            loaded = backend.load(artifact, call)
     except Exception as exc:
         outcome.kind = OutcomeKind.LOAD_ERROR
+        outcome.version_warnings = version_warnings  # a warning may come before the failure
         outcome.error = f"loading {name} with {backend.name} failed: {_describe(exc)}"
         return outcome
     outcome.load_seconds = time.perf_counter() - started
+    outcome.version_warnings = version_warnings
     outcome.loaded = loaded
 
     compare_loaded(outcome, loaded, X, y, expected, backend, config)

@@ -116,7 +116,7 @@ class PersistRoundtrip:
                 y=y,
                 expected_outputs=expected.outputs,
                 not_compared=expected.not_compared,
-                artifact=workdir / f"{outcome.estimator}{self.settings.registry[name].suffix}",
+                artifact=outcome.artifact,
                 backend_options=request.config.backend_options,
                 call_index=self._calls,
             )

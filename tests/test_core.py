@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn import __version__ as sklearn_version
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
@@ -14,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from pytest_persist import OutcomeKind, PersistUsageError, check_persistence
+from pytest_persist.backends.pickle_protocol import PickleBackend
 from pytest_persist.compare import compare_outputs
 from pytest_persist.state import compare_state
 
@@ -164,3 +168,33 @@ def test_check_persistence_rejects_bad_input():
         check_persistence(RandomForestClassifier(), X, y)
     with pytest.raises(ValueError, match="unknown persistence backend"):
         check_persistence(RandomForestClassifier().fit(X, y), X, y, backends=["zip"])
+
+
+class _PickleFromThePast(PickleBackend):
+    """Writes a real pickle whose scikit-learn version reads as an older release, the way
+    scikit-learn's own tests simulate version skew."""
+
+    name = "pickle-from-the-past"
+
+    def dump(self, estimator, path, call):
+        import sklearn
+
+        current = sklearn.__version__.encode()
+        older = b"0." + b"9" * (len(current) - 2)  # same length keeps the pickle valid
+        path.write_bytes(pickle.dumps(estimator, protocol=5).replace(current, older))
+
+
+def test_version_warnings_of_every_nested_estimator_are_recorded_and_grouped():
+    from pytest_persist import BackendRegistry
+
+    X, y = load_iris(return_X_y=True)
+    forest = RandomForestClassifier(n_estimators=4, random_state=0).fit(X, y)
+    registry = BackendRegistry([_PickleFromThePast()])
+    [outcome] = check_persistence(forest, X, y, registry=registry)
+    assert outcome.kind is OutcomeKind.PASSED  # warned, and still predicts the same
+    names = [w.estimator for w in outcome.version_warnings]
+    assert names.count("DecisionTreeClassifier") == 5  # the template tree and 4 trees
+    assert "RandomForestClassifier" in names
+    assert {w.current_version for w in outcome.version_warnings} == {sklearn_version}
+    [line] = outcome.version_warning_lines()
+    assert "DecisionTreeClassifier x5" in line and f"loaded with {sklearn_version}" in line

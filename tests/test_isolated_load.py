@@ -71,7 +71,7 @@ def test_version_skew_is_recorded_beside_a_pass(iris, tmp_path):
     assert {(w.original_version, w.current_version) for w in outcome.version_warnings} == {
         ("1.0.2", sklearn.__version__)
     }
-    assert "saved with 1.0.2, loaded with" in outcome.message()
+    assert "saved with scikit-learn 1.0.2, loaded with" in outcome.message()
 
 
 def test_version_skew_in_error_mode_is_a_load_error(iris, tmp_path):
