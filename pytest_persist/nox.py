@@ -15,6 +15,7 @@ import html
 import json
 import os
 import re
+import shutil
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ __all__ = [
     "RowInstall",
     "VersionRow",
     "add_pyenv_to_path",
+    "chain_reports",
     "check_artifacts",
     "compat_chain",
     "default_rows",
@@ -108,6 +110,26 @@ _SKLEARN_MIN_NUMPY: dict[str, str] = {"1.7": "1.22", "1.8": "1.24", "1.9": "1.24
 _FIRST_SKLEARN_FOR_NUMPY2 = (1, 4, 2)
 _MIN_PYTHON = (3, 10)
 _MIN_SKLEARN = (1, 0)
+
+
+class _Cap(NamedTuple):
+    package: str
+    below: str
+    reason: str
+
+
+# Dependencies a scikit-learn series installs with but breaks on (its own requirements have no
+# upper bound). Measured: 12 estimators of scikit-learn 1.0.2 fail with scipy 1.11 or numpy 1.24
+# (Ridge family: scipy removed ``sym_pos``; NeighborhoodComponentsAnalysis; PowerTransformer
+# uses ``np.warnings``); 1.1.3 uses neither. ``row_install_args`` adds the caps, and
+# ``row_problems`` refuses a row whose numpy or pins require what the cap rules out.
+_SKLEARN_CAPS: dict[str, tuple[_Cap, ...]] = {
+    "1.0": (
+        _Cap("numpy", "1.24", "uses np.warnings, removed in numpy 1.24 (PowerTransformer)"),
+        _Cap("scipy", "1.11", "passes sym_pos, removed in scipy 1.11 (Ridge family, NCA)"),
+    ),
+}
+_LOWER_BOUND_RE = re.compile(r"(===|==|~=|>=|>)\s*(\d+(?:\.\d+)*)")
 
 
 class _ExtraLimit(NamedTuple):
@@ -225,14 +247,14 @@ def default_rows() -> list[VersionRow]:
     2 -> 1 is a known break for models holding a numpy Generator).
     """
     return [
-        # Upper pins on the two oldest rows are what the resolver picks anyway; they spare it
-        # walking back through newer skl2onnx/onnx/pandas releases (warm install 10.7 s -> 4.2 s).
+        # Upper pins on the two oldest rows spare the resolver walking back through newer
+        # skl2onnx/onnx/pandas releases (warm install 10.7 s -> 4.2 s).
         VersionRow(
             "3.10",
             "1.0",
             "1.21",
             pins=(
-                "scipy<1.12",
+                "scipy<1.11",  # scikit-learn 1.0 breaks on scipy 1.11 (see _SKLEARN_CAPS)
                 "pandas<2.1",
                 "skops<0.11",
                 "skl2onnx<1.17",
@@ -308,7 +330,29 @@ def row_problems(row: VersionRow) -> list[str]:
     min_numpy = _SKLEARN_MIN_NUMPY.get(_series(row.sklearn))
     if min_numpy is not None and np_high[:2] < _vtuple(min_numpy):
         problems.append(f"scikit-learn {row.sklearn} requires numpy >= {min_numpy}")
+    for cap in _SKLEARN_CAPS.get(_series(row.sklearn), ()):
+        lows = [np_low] if cap.package == "numpy" else _pin_lower_bounds(row.pins, cap.package)
+        if any(low[:2] >= _vtuple(cap.below) for low in lows):
+            problems.append(
+                f"scikit-learn {row.sklearn} with {cap.package} >= {cap.below}: installs, then "
+                f"fails: it {cap.reason}; use {cap.package} < {cap.below}"
+            )
     return problems
+
+
+def _pin_lower_bounds(pins: Iterable[str], package: str) -> list[tuple[int, ...]]:
+    """The releases that ``pins`` on ``package`` require at least (``>=``, ``==``, ``~=``)."""
+    return [
+        _vtuple(match.group(2))
+        for pin in pins
+        if _pin_name(pin) == package
+        for match in _LOWER_BOUND_RE.finditer(pin)
+    ]
+
+
+def _caps(row: VersionRow) -> list[str]:
+    """The upper bounds the row's scikit-learn needs (``scipy<1.11`` for 1.0)."""
+    return [f"{c.package}<{c.below}" for c in _SKLEARN_CAPS.get(_series(row.sklearn), ())]
 
 
 def validate_rows(rows: Iterable[VersionRow]) -> list[VersionRow]:
@@ -378,7 +422,7 @@ def row_install_args(row: VersionRow, extras: Iterable[str] = DEFAULT_EXTRAS) ->
                 dropped[extra] = limit.reason
                 break
     kept = [extra for extra in extras if extra not in dropped]
-    requirements = [*row.requirements[:2], *row.pins_for(kept), *BASE_REQUIREMENTS]
+    requirements = [*row.requirements[:2], *row.pins_for(kept), *_caps(row), *BASE_REQUIREMENTS]
     for extra in kept:
         requirements.extend(EXTRA_REQUIREMENTS[extra])
     return RowInstall(row, list(dict.fromkeys(requirements)), dropped)
@@ -427,6 +471,23 @@ def compat_chain(
 def loads_into(row: VersionRow, chain: Iterable[CompatPair]) -> list[VersionRow]:
     """The rows whose artifacts ``row`` checks, in chain order."""
     return [pair.saved for pair in chain if pair.loaded.id == row.id]
+
+
+def chain_reports(
+    report_dir: str | os.PathLike[str], chain: Iterable[CompatPair]
+) -> tuple[list[Path], list[Path]]:
+    """The reports a chain writes into ``report_dir``, as (present, missing).
+
+    One ``<row id>__<row id>.json`` per row (its saving run) and one ``<saved>__<loaded>.json``
+    per pair, as ``save_artifacts`` and ``check_artifacts`` name them in the noxfiles; reports
+    of rows or pairs no longer in the chain are left out.
+    """
+    folder = Path(report_dir)
+    chain = list(chain)
+    rows = {row.id: row for pair in chain for row in pair}
+    names = [f"{i}__{i}.json" for i in rows] + [f"{p.saved.id}__{p.loaded.id}.json" for p in chain]
+    paths = [folder / name for name in dict.fromkeys(names)]
+    return [p for p in paths if p.is_file()], [p for p in paths if not p.is_file()]
 
 
 def row_for(rows: Iterable[VersionRow], python: str, sklearn: str, numpy: str) -> VersionRow:
@@ -935,17 +996,20 @@ def install_row(
     extras: Iterable[str] = DEFAULT_EXTRAS,
     *,
     project: str = ".",
+    packages: Sequence[str] = (),
 ) -> RowInstall:
-    """Install ``row`` from wheels only, then the project without its dependencies.
+    """Install ``row`` from wheels only, then ``project`` without its dependencies.
 
-    Dropped extras are announced with ``session.warn``; their backends report ``unavailable``.
+    ``packages`` are resolved together with the row (``"pytest-persist"`` in a user's project,
+    whose own package is ``project``). Dropped extras are announced with ``session.warn``; their
+    backends report ``unavailable``.
     """
     if session.python and str(session.python) != row.python:
         session.error(f"session runs Python {session.python} but row {row.id} needs {row.python}")
     plan = row_install_args(row, extras)
     for extra, reason in plan.dropped.items():
         session.warn(f"{row.id}: extra {extra!r} left out ({reason}); its backends are unavailable")
-    session.install("--only-binary", ":all:", *plan.requirements)
+    session.install("--only-binary", ":all:", *plan.requirements, *packages)
     session.install("--no-deps", project)
     session.run("python", "-c", IMPORT_CHECK)
     return plan
@@ -959,13 +1023,32 @@ def save_artifacts(
     tests: Sequence[str] = ("examples/compat",),
     report_path: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Run ``tests`` with ``--persist-save`` into ``store_root/<row id>``; return that folder."""
-    store = Path(store_root) / row.id
-    args = ["python", "-m", "pytest", *tests, "--persist-save", str(store)]
+    """Run ``tests`` with ``--persist-save`` into a fresh ``store_root/<row id>``; return it.
+
+    The folder is emptied first, so entries of tests deleted since never linger. Failed round
+    trips are findings of that row (in the report), so they do not stop the session.
+    """
+    store = Path(store_root).resolve() / row.id
+    if store.exists():
+        shutil.rmtree(store)
+    args = [
+        "python",
+        "-m",
+        "pytest",
+        *tests,
+        "-p",
+        "no:cacheprovider",
+        "--persist-save",
+        str(store),
+    ]
     if report_path is not None:
-        args += ["--persist-report", str(report_path)]
-    session.run(*args, *pytest_args)
+        args += ["--persist-report", str(Path(report_path).resolve())]
+    session.run(*args, *pytest_args, success_codes=[0, 1])
     return store
+
+
+#: What a loading row's pytest sees: no project conftest, no tests, only the stored entries.
+_EMPTY_INI = "[pytest]\n# pytest-persist: checking stored artifacts only\n"
 
 
 def check_artifacts(
@@ -975,32 +1058,45 @@ def check_artifacts(
     report_path: str | os.PathLike[str],
     *pytest_args: str,
     saved: Sequence[VersionRow] = (),
+    workers: int | None = None,
 ) -> list[Path]:
     """Check, in ``row``, the artifacts each row in ``saved`` stored under ``store_root``.
 
-    One pytest run per saved row, each writing ``report_path`` (a folder) /
-    ``<saved id>__<row id>.json``. Failures are the atlas' findings, so they do not stop the
-    session; a saved row with no store is reported with ``session.warn``. Returns the reports.
+    pytest runs in an empty folder with an empty ``pytest.ini``, so nothing of the project (its
+    tests, conftest or ini options) is collected: only the stored entries. One run per saved
+    row, each writing ``report_path`` (a folder) / ``<saved id>__<row id>.json``; ``workers``
+    adds ``-n`` (pytest-xdist, the ``xdist`` extra). Failures are the atlas' findings, so they do
+    not stop the session; a saved row with no store is reported with ``session.warn``.
     """
     reports: list[Path] = []
-    out = Path(report_path)
+    out = Path(report_path).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    empty = Path(session.create_tmp()).resolve() / "persist-check"
+    if empty.exists():
+        shutil.rmtree(empty)
+    empty.mkdir(parents=True)
+    (empty / "pytest.ini").write_text(_EMPTY_INI, encoding="utf-8")
+    parallel = ["-n", str(workers)] if workers and workers > 1 else []
     for saved_row in saved:
-        store = Path(store_root) / saved_row.id
+        store = Path(store_root).resolve() / saved_row.id
         if not store.is_dir():
             session.warn(f"no artifacts saved under {saved_row.id} in {store}; skipped")
             continue
         report = out / f"{saved_row.id}__{row.id}.json"
-        session.run(
-            "python",
-            "-m",
-            "pytest",
-            "--persist-load",
-            str(store),
-            "--persist-report",
-            str(report),
-            *pytest_args,
-            success_codes=[0, 1],
-        )
+        with session.chdir(empty):
+            session.run(
+                "python",
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                *parallel,
+                "--persist-load",
+                str(store),
+                "--persist-report",
+                str(report),
+                *pytest_args,
+                success_codes=[0, 1],
+            )
         reports.append(report)
     return reports
