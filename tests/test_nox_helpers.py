@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -590,23 +592,38 @@ def test_add_pyenv_to_path_picks_newest_patch(tmp_path: Path, monkeypatch) -> No
 
 
 class FakeSession:
-    """Records what a noxfile asks of its session."""
+    """Records what a noxfile asks of its session (and the folder each command runs in)."""
 
-    def __init__(self, python: str) -> None:
+    def __init__(self, python: str, tmp: Path | None = None) -> None:
         self.python = python
+        self.tmp = tmp
+        self.cwd = Path.cwd()
         self.calls: list[tuple[str, tuple, dict]] = []
 
     def install(self, *args: str, **kwargs: Any) -> None:
         self.calls.append(("install", args, kwargs))
 
     def run(self, *args: str, **kwargs: Any) -> None:
-        self.calls.append(("run", args, kwargs))
+        self.calls.append(("run", args, {**kwargs, "cwd": self.cwd}))
 
     def warn(self, message: str) -> None:
         self.calls.append(("warn", (message,), {}))
 
     def error(self, message: str) -> None:
         raise RuntimeError(message)
+
+    def create_tmp(self) -> str:
+        assert self.tmp is not None
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        return str(self.tmp)
+
+    @contextlib.contextmanager
+    def chdir(self, path: str | os.PathLike[str]) -> Iterator[None]:
+        before, self.cwd = self.cwd, Path(path)
+        try:
+            yield
+        finally:
+            self.cwd = before
 
 
 def test_install_row_installs_wheels_only_then_the_project() -> None:
@@ -624,28 +641,98 @@ def test_install_row_installs_wheels_only_then_the_project() -> None:
         pn.install_row(FakeSession("3.12"), row)
 
 
-def test_save_and_check_artifacts_run_pytest_per_chain(tmp_path: Path) -> None:
+def test_install_row_resolves_extra_packages_with_the_row() -> None:
+    session = FakeSession("3.12")
+    row = VersionRow("3.12", "1.6", "2.2")
+    pn.install_row(session, row, ["skops"], project="my-project", packages=["pytest-persist"])
+    assert session.calls[0][1][-1] == "pytest-persist"
+    assert session.calls[1][1] == ("--no-deps", "my-project")
+
+
+def test_save_artifacts_replaces_the_row_store(tmp_path: Path) -> None:
+    oldest = pn.default_rows()[0]
+    stale = tmp_path / "store" / oldest.id / "deleted-test-entry"
+    stale.mkdir(parents=True)
+    session = FakeSession(oldest.python)
+    store = pn.save_artifacts(session, oldest, tmp_path / "store", "-q", report_path="r.json")
+    assert store == (tmp_path / "store" / oldest.id).resolve()
+    assert not store.exists()  # emptied; the pytest run would fill it
+    _name, args, kwargs = session.calls[-1]
+    assert args[:4] == ("python", "-m", "pytest", "examples/compat")
+    assert args[4:] == (
+        "-p",
+        "no:cacheprovider",
+        "--persist-save",
+        str(store),
+        "--persist-report",
+        str(Path("r.json").resolve()),
+        "-q",
+    )
+    assert kwargs["success_codes"] == [0, 1]
+
+
+def test_check_artifacts_runs_from_an_empty_folder_per_saved_row(tmp_path: Path) -> None:
     rows = pn.default_rows()
     newest, oldest = rows[-1], rows[0]
-    session = FakeSession(newest.python)
-    store = pn.save_artifacts(session, oldest, tmp_path / "store", "-q", report_path="r.json")
-    assert store == tmp_path / "store" / oldest.id
-    args = session.calls[-1][1]
-    assert args[:4] == ("python", "-m", "pytest", "examples/compat")
-    assert args[4:] == ("--persist-save", str(store), "--persist-report", "r.json", "-q")
-
-    store.mkdir(parents=True)
+    (tmp_path / "store" / oldest.id).mkdir(parents=True)
     saved = pn.loads_into(newest, pn.compat_chain(rows))
     assert saved[0] == oldest
-    session.calls.clear()
+    session = FakeSession(newest.python, tmp=tmp_path / "session-tmp")
     written = pn.check_artifacts(
-        session, newest, tmp_path / "store", tmp_path / "reports", saved=saved
+        session, newest, tmp_path / "store", tmp_path / "reports", "-x", saved=saved, workers=2
     )
     assert written == [tmp_path / "reports" / f"{oldest.id}__{newest.id}.json"]
     runs = [c for c in session.calls if c[0] == "run"]
     assert len(runs) == 1
-    assert runs[0][1][3:5] == ("--persist-load", str(store))
-    assert runs[0][2] == {"success_codes": [0, 1]}
+    args, kwargs = runs[0][1], runs[0][2]
+    assert args == (
+        "python",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "2",
+        "--persist-load",
+        str(tmp_path / "store" / oldest.id),
+        "--persist-report",
+        str(written[0]),
+        "-x",
+    )
+    assert kwargs["success_codes"] == [0, 1]
+    empty = kwargs["cwd"]
+    assert empty.parent == tmp_path / "session-tmp"
+    assert [p.name for p in empty.iterdir()] == ["pytest.ini"]  # nothing else to collect
+    assert session.cwd == Path.cwd()
     warned = [c[1][0] for c in session.calls if c[0] == "warn"]
     assert len(warned) == len(saved) - 1
     assert all("no artifacts saved under" in w for w in warned)
+
+
+def test_chain_reports_lists_the_chain_reports_present_and_missing(tmp_path: Path) -> None:
+    chain = pn.compat_chain(ROWS)
+    old, mid, new = (row.id for row in ROWS)
+    for name in (f"{old}__{old}.json", f"{old}__{mid}.json", "py3.9-stale__x.json"):
+        (tmp_path / name).write_text("{}")
+    present, missing = pn.chain_reports(tmp_path, chain)
+    assert present == [tmp_path / f"{old}__{old}.json", tmp_path / f"{old}__{mid}.json"]
+    assert tmp_path / f"{new}__{old}.json" in missing
+    assert len(present) + len(missing) == len(ROWS) + len(chain)
+
+
+# --- scikit-learn 1.0's breaking dependencies ------------------------------------------------
+
+
+def test_sklearn_1_0_rows_are_capped_below_scipy_1_11_and_numpy_1_24() -> None:
+    plan = pn.row_install_args(VersionRow("3.10", "1.0", "1.21", pins=["scipy<1.12"]), [])
+    assert "scipy<1.11" in plan.requirements and "numpy<1.24" in plan.requirements
+    assert "scipy<1.11" in pn.default_rows()[0].pins
+    assert not any("scipy<" in r for r in pn.row_install_args(ROWS[1], []).requirements)
+    for row, expected in [
+        (VersionRow("3.10", "1.0", "1.24"), "numpy >= 1.24: installs, then fails: it uses np"),
+        (VersionRow("3.10", "1.0", "1.21", pins=["scipy>=1.11"]), "scipy >= 1.11"),
+        (VersionRow("3.10", "1.0", "1.21", pins=["scipy==1.11.4"]), "sym_pos"),
+    ]:
+        assert any(expected in problem for problem in pn.row_problems(row)), row
+    assert pn.row_problems(VersionRow("3.10", "1.0", "1.23", pins=["scipy>=1.8,<1.11"])) == []
+    assert pn.row_problems(VersionRow("3.10", "1.1", "1.24", pins=["scipy>=1.11"])) == []
