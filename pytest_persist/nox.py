@@ -1062,8 +1062,9 @@ def check_artifacts(
 ) -> list[Path]:
     """Check, in ``row``, the artifacts each row in ``saved`` stored under ``store_root``.
 
-    pytest runs in an empty folder with an empty ``pytest.ini``, so nothing of the project (its
-    tests, conftest or ini options) is collected: only the stored entries. One run per saved
+    pytest runs in an empty folder, with its empty ``pytest.ini`` as ``-c`` and ``--rootdir``
+    (a path argument would otherwise lead pytest to the project's ini), so nothing of the
+    project (its tests, conftest or ini options) is used: only the stored entries. One run per saved
     row, each writing ``report_path`` (a folder) / ``<saved id>__<row id>.json``; ``workers``
     adds ``-n`` (pytest-xdist, the ``xdist`` extra). Failures are the atlas' findings, so they do
     not stop the session; a saved row with no store is reported with ``session.warn``.
@@ -1088,11 +1089,14 @@ def check_artifacts(
                 "python",
                 "-m",
                 "pytest",
+                "-c",
+                str(empty / "pytest.ini"),
+                "--rootdir",
+                str(empty),
                 "-p",
                 "no:cacheprovider",
                 *parallel,
-                "--persist-load",
-                str(store),
+                f"--persist-load={store}",
                 "--persist-report",
                 str(report),
                 *pytest_args,

@@ -685,22 +685,25 @@ def test_check_artifacts_runs_from_an_empty_folder_per_saved_row(tmp_path: Path)
     runs = [c for c in session.calls if c[0] == "run"]
     assert len(runs) == 1
     args, kwargs = runs[0][1], runs[0][2]
+    empty = kwargs["cwd"]
     assert args == (
         "python",
         "-m",
         "pytest",
+        "-c",
+        str(empty / "pytest.ini"),
+        "--rootdir",
+        str(empty),
         "-p",
         "no:cacheprovider",
         "-n",
         "2",
-        "--persist-load",
-        str(tmp_path / "store" / oldest.id),
+        f"--persist-load={tmp_path / 'store' / oldest.id}",
         "--persist-report",
         str(written[0]),
         "-x",
     )
     assert kwargs["success_codes"] == [0, 1]
-    empty = kwargs["cwd"]
     assert empty.parent == tmp_path / "session-tmp"
     assert [p.name for p in empty.iterdir()] == ["pytest.ini"]  # nothing else to collect
     assert session.cwd == Path.cwd()
