@@ -638,6 +638,7 @@ def merge_reports(
                     "source": path.name,
                 }
             )
+    _label_estimators(records)
     row_order = {row.id: index for index, row in enumerate(sorted(rows, key=VersionRow.sort_key))}
 
     def label_key(label: str) -> tuple[Any, ...]:
@@ -660,6 +661,26 @@ def merge_reports(
         "estimators": sorted({r.get("estimator", "?") for r in records}),
         "records": records,
     }
+
+
+def _test_name(test_id: str) -> str:
+    """``examples/x.py::test_forest[joblib]`` -> ``test_forest``."""
+    return test_id.rpartition("::")[2].partition("[")[0] or test_id
+
+
+def _label_estimators(records: list[dict[str, Any]]) -> None:
+    """Name estimators that several tests save (two ``Pipeline``s) after their test too.
+
+    The class name stays in ``estimator_name``; ``estimator`` becomes ``Pipeline (test_x)``.
+    """
+    tests: dict[str, set[str]] = {}
+    for record in records:
+        name = record.get("estimator_name") or record.get("estimator", "?")
+        tests.setdefault(name, set()).add(_test_name(str(record.get("test_id", ""))))
+    for record in records:
+        name = record.setdefault("estimator_name", record.get("estimator", "?"))
+        if len(tests[name]) > 1:
+            record["estimator"] = f"{name} ({_test_name(str(record.get('test_id', '')))})"
 
 
 def _short_env(environment: Mapping[str, Any]) -> str:
@@ -870,17 +891,20 @@ def render_atlas_html(atlas: Mapping[str, Any]) -> str:
         parts.append("</tr>")
     parts.append("</table>")
 
+    # Each estimator gets columns only for the backends it went through.
+    used = {(e, b) for (_pair, e, b) in cells}
+    columns = {e: [b for b in backends if (e, b) in used] or backends for e in estimators}
     parts.append("<h2>Grid: saved under &rarr; loaded under, by estimator and backend</h2>")
     parts.append('<table class="grid"><tr><th></th>')
-    parts += [f'<th class="est" colspan="{len(backends)}">{esc(e)}</th>' for e in estimators]
+    parts += [f'<th class="est" colspan="{len(columns[e])}">{esc(e)}</th>' for e in estimators]
     parts.append('</tr><tr><th class="be">backend &rarr;</th>')
-    for _estimator in estimators:
-        parts += [f'<th class="be" title="{esc(b)}">{esc(b[:2])}</th>' for b in backends]
+    for estimator in estimators:
+        parts += [f'<th class="be" title="{esc(b)}">{esc(b[:2])}</th>' for b in columns[estimator]]
     parts.append("</tr>")
     for pair in atlas.get("pairs", []):
         parts.append(f'<tr><td class="pair">{esc(pair.replace(" -> ", " → "))}</td>')
         for estimator in estimators:
-            for index, backend in enumerate(backends):
+            for index, backend in enumerate(columns[estimator]):
                 records = cells.get((pair, estimator, backend), [])
                 status = _worst(records)
                 title = (
