@@ -234,6 +234,12 @@ def compare_loaded(
     rtol = _for_backend(config.rtol, backend.name, backend.default_rtol)
     atol = _for_backend(config.atol, backend.name, backend.default_atol)
     flips = config.max_label_flips if config.max_label_flips is not None else 0.0
+    outcome.comparison = {
+        "rtol": rtol,
+        "atol": atol,
+        "exact": config.exact,
+        "max_label_flips": flips,
+    }
     outcome.differences = compare_outputs(
         {m: expected.outputs[m] for m in outcome.compared_methods},
         actual,
