@@ -40,20 +40,13 @@ from typing import Any
 
 import numpy as np
 
+from pytest_persist.compare import PREDICTION_METHODS
+
 BACKENDS = ("pickle", "joblib", "joblib-mmap", "joblib-compressed", "cloudpickle", "skops", "onnx")
 #: The plugin's time, split; ``other`` is the rest (validation, temp dirs, versions, ...).
 PARTS = ("expected", "determinism", "dump", "load", "calls", "compare", "state", "other")
-#: The methods both sides call, when the estimator has them (as the plugin's list).
-METHODS = (
-    "predict",
-    "predict_proba",
-    "predict_log_proba",
-    "decision_function",
-    "transform",
-    "score_samples",
-    "inverse_transform",
-    "score",
-)
+#: The methods both sides call, when the estimator has them: the plugin's own list.
+METHODS = PREDICTION_METHODS
 CAP_SECONDS = 300.0
 
 

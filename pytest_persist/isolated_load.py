@@ -50,9 +50,9 @@ def check_entry(
     timeout: float = DEFAULT_TIMEOUT,
     rtol: float | None = None,
     atol: float | None = None,
-    exact: bool = False,
+    exact: bool | None = None,
     check_dtype: bool | None = None,
-    max_label_flips: float = 0.0,
+    max_label_flips: float | None = None,
     version_warning: str = "record",
     options: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
@@ -60,11 +60,13 @@ def check_entry(
 ) -> Outcome:
     """Load ``entry`` in a subprocess and compare its outputs with the stored ones.
 
-    ``rtol``/``atol`` default to the backend's, ``check_dtype`` to whether the backend gives
-    back the very objects (not for ONNX); ``env`` is the child's environment (default:
-    this one, with this interpreter's import paths); ``version_warning`` is ``record`` or
-    ``error`` (fail at the first version warning, as a ``load_error``); ``options`` override
-    the backend options stored with the entry (e.g. this environment's skops ``trusted``).
+    ``rtol``, ``atol``, ``exact`` and ``max_label_flips`` default to what the saving test
+    applied (stored with the entry), else to the backend's defaults; ``check_dtype`` to
+    whether the backend gives back the very objects (not for ONNX); ``env`` is the child's
+    environment (default: this one, with this interpreter's import paths);
+    ``version_warning`` is ``record`` or ``error`` (fail at the first version warning, as a
+    ``load_error``); ``options`` override the backend options stored with the entry (e.g.
+    this environment's skops ``trusted``).
     """
     loaded_environment = environment_fingerprint()
     outcome = Outcome(
@@ -103,8 +105,17 @@ def check_entry(
         outcome.details["refused"] = True
         return _finish(outcome, OutcomeKind.LOAD_ERROR, str(exc))
 
-    rtol = backend.default_rtol if rtol is None else rtol
-    atol = backend.default_atol if atol is None else atol
+    stored = entry.comparison
+    rtol = _first_set(rtol, stored.get("rtol"), backend.default_rtol)
+    atol = _first_set(atol, stored.get("atol"), backend.default_atol)
+    exact = bool(_first_set(exact, stored.get("exact"), False))
+    max_label_flips = _first_set(max_label_flips, stored.get("max_label_flips"), 0.0)
+    outcome.comparison = {
+        "rtol": rtol,
+        "atol": atol,
+        "exact": exact,
+        "max_label_flips": max_label_flips,
+    }
     check_dtype = backend.preserves_objects if check_dtype is None else check_dtype
     with tempfile.TemporaryDirectory(prefix="pytest-persist-check-") as workdir_name:
         workdir = Path(workdir_name)
@@ -389,3 +400,8 @@ def _write_result(workdir: Path, result: dict[str, Any]) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _first_set(*values: Any) -> Any:
+    """The first value that is not None."""
+    return next(value for value in values if value is not None)

@@ -85,6 +85,8 @@ class Outcome:
     version_warnings: list[VersionWarningRecord] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    #: The tolerances this comparison applied: rtol, atol, exact, max_label_flips.
+    comparison: dict[str, Any] = field(default_factory=dict)
     dump_seconds: float | None = None
     load_seconds: float | None = None
     artifact_bytes: int | None = None

@@ -178,6 +178,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if name in request.xfail:
             marks.append(pytest.mark.xfail(reason=request.xfail[name], strict=True))
         params.append(pytest.param(name, marks=marks, id=name))
+    if not params:
+        asked, enabled = ", ".join(names) or "none", ", ".join(settings.enabled)
+        reason = (
+            f"none of the backends this test asks for ({asked}) is enabled in this session "
+            f"(--persist-backends / persist_backends: {enabled})"
+        )
+        params = [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="no-backend")]
     metafunc.parametrize("persist_backend", params)
 
 

@@ -104,13 +104,16 @@ def save_entry(
     test_source: str | None = None,
     extra: Any = None,
     backend_options: dict[str, Any] | None = None,
+    comparison: dict[str, Any] | None = None,
 ) -> Path:
     """Store one artifact with everything needed to check it elsewhere; return its directory.
 
     ``artifact_path`` is the file (or directory) the backend wrote; it is copied. X, y and
     ``expected_outputs`` (method -> output) go into ``data.npz`` + ``data.json`` (see
     ``outputs_codec``); ``extra`` is any user data (a score...), stored JSON-safe.
-    ``backend_options`` are handed back to the backend when the artifact is loaded. Saving
+    ``backend_options`` are handed back to the backend when the artifact is loaded;
+    ``comparison`` (rtol, atol, exact, max_label_flips) is what the saving test allowed, so a
+    check elsewhere judges by the same rule. Saving
     the same (test id, backend) again replaces the entry as a whole.
     """
     from . import outputs_codec
@@ -140,6 +143,7 @@ def save_entry(
             "backend": backend_name,
             "estimator": _describe_estimator(estimator),
             "backend_options": _jsonable(backend_options or {}),
+            "comparison": _jsonable(comparison or {}),
             "environment": {str(k): str(v) for k, v in environment.items()},
             "methods": [str(m) for m in expected_outputs],
             "not_compared": {str(k): str(v) for k, v in not_compared.items()},
@@ -330,6 +334,12 @@ class StoredEntry:
     @property
     def backend_options(self) -> dict[str, Any]:
         return self.manifest["backend_options"]
+
+    @property
+    def comparison(self) -> dict[str, Any]:
+        """The tolerances the saving test applied (empty for entries that recorded none)."""
+        value = self.manifest.get("comparison")
+        return value if isinstance(value, dict) else {}
 
     @property
     def test_source(self) -> str | None:

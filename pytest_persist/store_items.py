@@ -39,7 +39,7 @@ class StoreSettings:
     report_json: Path | None = None
     report_md: Path | None = None
     registry: Any = None
-    max_label_flips: float = 0.0
+    max_label_flips: float | None = None  # None: what the saving test allowed
     trusted: list[str] | None = None  # this environment's skops allowlist, if any
     environment: dict[str, str] = field(default_factory=dict)
     records: list[Record] = field(default_factory=list)
@@ -77,7 +77,7 @@ def store_settings(
         report_json=path("persist_report"),
         report_md=path("persist_report_md"),
         registry=registry,
-        max_label_flips=float((defaults or {}).get("max_label_flips") or 0.0),
+        max_label_flips=(defaults or {}).get("max_label_flips"),
         trusted=(defaults or {}).get("trusted"),
     )
     if settings.save_dir is not None or settings.report_json is not None:
@@ -134,6 +134,7 @@ class RoundtripSaver:
                 test_source=self.test_source(),
                 extra=dict(self.extra) or None,
                 backend_options=backend_options,
+                comparison=outcome.comparison,
             )
         except (StoreError, TypeError, ValueError, OSError) as exc:
             pytest.fail(

@@ -198,3 +198,23 @@ def test_version_warnings_of_every_nested_estimator_are_recorded_and_grouped():
     assert {w.current_version for w in outcome.version_warnings} == {sklearn_version}
     [line] = outcome.version_warning_lines()
     assert "DecisionTreeClassifier x5" in line and f"loaded with {sklearn_version}" in line
+
+
+class _CountsItsCalls(ClassifierMixin, BaseEstimator):
+    """Like scikit-learn 1.0's KDTree, which counts its own queries."""
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        self.n_calls_ = 0
+        return self
+
+    def predict(self, X):
+        self.n_calls_ += 1
+        return self.classes_[np.zeros(len(X), dtype=int)]
+
+
+def test_state_is_compared_before_the_loaded_model_is_used():
+    X, y = load_iris(return_X_y=True)
+    [outcome] = check_persistence(_CountsItsCalls().fit(X, y), X, y, backends=["pickle"])
+    assert outcome.kind is OutcomeKind.PASSED, outcome.message()
+    assert outcome.loaded.n_calls_ > 0  # it was called, after the state walk

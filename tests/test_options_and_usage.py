@@ -33,6 +33,17 @@ def test_persist_backends_option_and_ini_choose_the_set(run_suite):
     assert set(run.statuses) == {"test_marked[pickle]"}
 
 
+def test_a_test_whose_backends_are_all_disabled_says_why(run_suite):
+    run = run_suite(
+        ESTIMATOR_SUITE.replace("persist_roundtrip\n", "persist_roundtrip(backends=['skops'])\n"),
+        "--persist-backends=pickle,joblib",
+    )
+    assert run.status("test_marked[no-backend]") == "SKIPPED"
+    assert "none of the backends this test asks for (skops) is enabled in this session" in (
+        run.text
+    )
+
+
 def test_unknown_backend_option_is_a_usage_error(run_suite):
     run = run_suite(ESTIMATOR_SUITE, "--persist-backends", "pickle,hdf5")
     assert run.result.ret == 4  # pytest.ExitCode.USAGE_ERROR

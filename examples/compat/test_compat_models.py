@@ -91,9 +91,7 @@ def test_svm(persist_roundtrip, iris):
     persist_roundtrip(SVC(probability=True, random_state=0).fit(X, y), X, y)
 
 
-# scikit-learn 1.0's KDTree counts its distance calls in its pickled state (``n_calls``), so the
-# state seen after predicting differs from a fresh load: outputs decide, the state only warns.
-@pytest.mark.persist_roundtrip(backends=["joblib"], state="warn")
+@compat
 def test_nearest_neighbours(persist_roundtrip, iris):
     X, y = iris
     persist_roundtrip(KNeighborsClassifier(n_neighbors=5).fit(X, y), X, y)
