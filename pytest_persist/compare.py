@@ -328,7 +328,7 @@ class _Comparer:
         where = first if positions is None else (int(positions[0][first]), int(positions[1][first]))
         message = (
             f"values differ beyond {rule}; first at index {where}: "
-            f"expected {want_f[first]!r}, got {got_f[first]!r}"
+            f"expected {_plain(want_f[first])!r}, got {_plain(got_f[first])!r}"
         )
         self.fail(
             path,
@@ -351,7 +351,7 @@ class _Comparer:
         self.fail(
             path,
             f"{fraction:.2%} of labels differ{note}; first at index {first}: "
-            f"expected {want[first]!r}, got {got[first]!r}",
+            f"expected {_plain(want[first])!r}, got {_plain(got[first])!r}",
             n_different=n_different,
             n_total=total,
             tolerated=tolerated,
@@ -376,6 +376,11 @@ def _same_object(want: Any, got: Any) -> bool:
         return bool(want == got)
     except Exception:
         return False
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds: ``0.25``, not ``np.float64(0.25)``."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _first_index(mask: np.ndarray) -> tuple[int, ...] | int:

@@ -33,10 +33,12 @@ def test_labels_compare_exactly_and_floats_within_tolerance():
     [label] = _compare(np.array(["a", "b", "c", "d"]), np.array(["a", "x", "c", "d"]))
     assert (label.n_different, label.n_total) == (1, 4)
     assert "25.00% of labels differ" in label.message
+    assert "first at index 1: expected 'b', got 'x'" in label.message  # plain values
     assert _compare(np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-12])) == []
     [diff] = _compare(np.array([1.0, 2.0]), np.array([1.0, 2.5]))
     assert diff.max_abs == pytest.approx(0.5)
     assert diff.max_rel == pytest.approx(0.25)
+    assert "expected 2.0, got 2.5" in diff.message
 
 
 def test_nan_equals_nan_and_exact_is_bitwise():
