@@ -23,7 +23,8 @@ from typing import Any
 
 from .backends import BackendRegistry
 from .outcome import Outcome, OutcomeKind
-from .roundtrip import RoundtripConfig, run_roundtrip, validate_input
+from .roundtrip import RoundtripConfig, run_roundtrip
+from .settings import config_from_options
 
 ExpectedFailed = Callable[[Any], dict[str, str]]
 
@@ -45,7 +46,6 @@ class PersistenceCheck:
         fitted = clone(estimator)
         X, y = make_fit_data(fitted)
         fitted.fit(X) if y is None else fitted.fit(X, y)
-        validate_input(fitted, X)
         with tempfile.TemporaryDirectory(prefix="pytest-persist-") as workdir:
             return run_roundtrip(
                 fitted,
@@ -74,9 +74,9 @@ def persistence_checks(
     registry: BackendRegistry | None = None,
     **options: Any,
 ) -> Iterator[tuple[Any, PersistenceCheck]]:
-    """Every (estimator, check) pair, pytest-free; ``options`` are ``RoundtripConfig`` fields."""
+    """Every (estimator, check) pair, pytest-free; ``options`` are the marker's keywords."""
     registry = registry or BackendRegistry()
-    config = RoundtripConfig(**options)
+    config = config_from_options(options, where="parametrize_with_persistence")
     names = registry.select(backends)
     for estimator in estimators:
         for name in names:

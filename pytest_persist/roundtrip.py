@@ -274,13 +274,16 @@ def check_persistence(
 ) -> list[Outcome]:
     """Round-trip ``estimator`` through every backend (or those named); pytest-free.
 
-    ``options`` are the fields of ``RoundtripConfig`` (``rtol``, ``atol``, ``exact``,
-    ``methods``, ``state``, ...). Each result holds the outcome, compared methods,
-    differences, dump and load seconds and artifact bytes; ``result.loaded`` is the model.
+    ``options`` are the marker's keywords (``rtol``, ``atol``, ``exact``, ``methods``,
+    ``state``, ``trusted``, ``onnx_dtype``, ...), validated the same way. Each result holds the
+    outcome, compared methods, differences, dump and load seconds and artifact bytes;
+    ``result.loaded`` is the model.
     """
     registry = registry or BackendRegistry()
     names = registry.select(backends, exclude)
-    config = RoundtripConfig(**options)
+    from .settings import config_from_options  # settings builds on this module
+
+    config = config_from_options(options, where=f"check_persistence({estimator_name(estimator)})")
     validate_input(estimator, X)
     expected = expected_outputs(estimator, X, y, config)
     outcomes = []

@@ -14,7 +14,7 @@ import pytest
 from .backends import BackendRegistry
 from .outcome import Outcome, OutcomeKind
 from .roundtrip import PersistUsageError, expected_outputs, run_roundtrip, validate_input
-from .settings import RoundtripRequest, build_request
+from .settings import KEYWORDS, RoundtripRequest, build_request
 
 
 class PersistStateWarning(UserWarning):
@@ -82,6 +82,12 @@ class PersistRoundtrip:
 
     def _request(self, keywords: dict[str, Any]) -> RoundtripRequest:
         where = f"persist_roundtrip in {self.test_id}"
+        selecting = sorted(k for k in keywords if k in KEYWORDS and KEYWORDS[k].target == "select")
+        if self.backend_name is not None and selecting:
+            raise PersistUsageError(
+                f"{where}: {', '.join(selecting)} choose the test's items, so they belong on "
+                "@pytest.mark.persist_roundtrip(...), not on the call"
+            )
         return build_request(
             {**self.marker_keywords, **keywords}, where=where, defaults=self.settings.defaults
         )

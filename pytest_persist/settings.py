@@ -160,3 +160,18 @@ def build_request(
         xfail=values.get("xfail", {}),
         config=RoundtripConfig(**config_fields, backend_options=backend_options),
     )
+
+
+def config_from_options(options: dict[str, Any], *, where: str) -> RoundtripConfig:
+    """The pytest-free API's keywords, checked like the marker's: ``rtol``, ``trusted``...
+
+    Backend selection is an argument of its own there, so ``backends``, ``exclude`` and
+    ``xfail`` are refused here with a pointer to it.
+    """
+    selecting = sorted(k for k in options if k in KEYWORDS and KEYWORDS[k].target == "select")
+    if selecting:
+        raise PersistUsageError(
+            f"{where}: {', '.join(selecting)} choose test items on the marker; "
+            "here, pass backends= and exclude= as arguments"
+        )
+    return build_request(options, where=where).config

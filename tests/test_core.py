@@ -220,3 +220,18 @@ def test_state_is_compared_before_the_loaded_model_is_used():
     [outcome] = check_persistence(_CountsItsCalls().fit(X, y), X, y, backends=["pickle"])
     assert outcome.kind is OutcomeKind.PASSED, outcome.message()
     assert outcome.loaded.n_calls_ > 0  # it was called, after the state walk
+
+
+def test_check_persistence_validates_its_keywords_like_the_marker():
+    X, y = load_iris(return_X_y=True)
+    model = DecisionTreeClassifier(random_state=0).fit(X, y)
+    with pytest.raises(PersistUsageError, match=r"unknown keyword\(s\) tolerance"):
+        check_persistence(model, X, y, tolerance=1e-3)
+    with pytest.raises(PersistUsageError, match="rtol must be a non-negative number"):
+        check_persistence(model, X, y, rtol="tight")
+    with pytest.raises(PersistUsageError, match="pass backends= and exclude= as arguments"):
+        check_persistence(model, X, y, xfail={"onnx": "no"})
+    # backend options reach the backend: an empty skops allowlist refuses the tree type
+    [outcome] = check_persistence(model, X, y, backends=["skops"], trusted=[])
+    assert outcome.kind is OutcomeKind.LOAD_ERROR
+    assert "sklearn.tree._tree.Tree" in outcome.message()

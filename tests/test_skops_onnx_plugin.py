@@ -188,3 +188,42 @@ def test_parametrize_with_persistence_ids_data_and_expected_failures(run_suite):
     assert run.status(f"test_persistence[{lambda_id}-cloudpickle]") == "PASSED"
     assert run.status(f"test_persistence[{lambda_id}-onnx]") == "SKIPPED"
     assert run.status(f"test_persistence[{lambda_id}-skops]") == "XFAIL"
+
+
+def test_session_options_and_ini_for_flips_strict_and_trust(run_suite):
+    flips = run_suite(ONNX_SUITE, "-k", "flip_under_float32", "--persist-max-label-flips=0.1")
+    assert flips.status("test_labels_flip_under_float32[onnx]") == "PASSED"
+    flips_ini = run_suite(
+        ONNX_SUITE, "-k", "flip_under_float32", ini="[pytest]\npersist_max_label_flips = 0.1\n"
+    )
+    assert flips_ini.status("test_labels_flip_under_float32[onnx]") == "PASSED"
+    strict_ini = run_suite(ONNX_SUITE, "-k", "third_party", ini="[pytest]\npersist_strict = true\n")
+    assert strict_ini.status("test_third_party_regressor[onnx]") == "FAILED"
+    trusted_ini = run_suite(
+        TRUST_SUITE, "-k", "reported", ini="[pytest]\npersist_trusted = numpy.float64\n"
+    )
+    assert trusted_ini.status("test_reported_not_enforced[skops]") == "FAILED"
+    assert "  - sklearn.tree._tree.Tree" in trusted_ini.text
+
+
+def test_bad_option_values_are_usage_errors(run_suite):
+    for ini, words in [
+        ("persist_max_label_flips = many", "persist_max_label_flips must be a number"),
+        ("persist_max_label_flips = 2", "max_label_flips is a fraction between 0 and 1"),
+        ("persist_load_timeout = soon", "persist_load_timeout must be a number of seconds"),
+    ]:
+        run = run_suite(TRUST_SUITE, ini=f"[pytest]\n{ini}\n")
+        assert run.result.ret == 4, run.text  # pytest.ExitCode.USAGE_ERROR
+        assert words in run.result.stderr.str()
+
+
+def test_call_keywords_that_choose_items_belong_on_the_marker(run_suite):
+    run = run_suite(
+        TRUST_SUITE.replace(
+            "persist_roundtrip(*forest)", "persist_roundtrip(*forest, backends=['pickle'])"
+        )
+    )
+    assert run.status("test_reported_not_enforced[skops]") == "FAILED"
+    assert "backends choose the test's items, so they belong on @pytest.mark.persist_roundtrip" in (
+        run.text
+    )
