@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from .versions import FINGERPRINT_DISTRIBUTIONS
+
 __all__ = [
     "ATLAS_FORMAT",
     "EXTRA_REQUIREMENTS",
@@ -529,17 +531,18 @@ _STATUS = {
     "unavailable": ("⬜", "·", "#e0e0e0", "unavailable: backend not installed", 1),
     "absent": ("", "", "#ffffff", "no record for this pair", 0),
 }
+
+
+def _env_columns(environments: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """The environment columns some row has a value for."""
+    return [c for c in _ENV_COLUMNS if any(c in env for env in environments.values())]
+
+
 _FAILURE_KINDS = ("mismatch", "load_error", "method_error", "dump_error")
+#: The environment columns of the atlas: the fingerprint's libraries that decide a load.
 _ENV_COLUMNS = (
     "python",
-    "scikit-learn",
-    "numpy",
-    "scipy",
-    "joblib",
-    "cloudpickle",
-    "skops",
-    "skl2onnx",
-    "onnxruntime",
+    *(d for d in FINGERPRINT_DISTRIBUTIONS if d not in {"pandas", "pytest-persist"}),
 )
 
 
@@ -786,7 +789,7 @@ def render_atlas_markdown(atlas: Mapping[str, Any]) -> str:
         "## Environments",
         "",
     ]
-    columns = [c for c in _ENV_COLUMNS if any(c in env for env in environments.values())]
+    columns = _env_columns(environments)
     out.append("| row | " + " | ".join(columns) + " |")
     out.append("|---" * (len(columns) + 1) + "|")
     for label, env in environments.items():
@@ -881,7 +884,7 @@ def render_atlas_html(atlas: Mapping[str, Any]) -> str:
             f'<span class="{klass}" style="background:{colour}">{esc(letter)}</span>{esc(label)}'
         )
     parts.append("</p><h2>Environments</h2>")
-    columns = [c for c in _ENV_COLUMNS if any(c in env for env in environments.values())]
+    columns = _env_columns(environments)
     parts.append('<table class="env"><tr><th>row</th>')
     parts += [f"<th>{esc(c)}</th>" for c in columns]
     parts.append("</tr>")
