@@ -2,62 +2,44 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .backends import Backend, BackendCall, BackendRegistry, UnsupportedEstimator
 from .compare import (
-    PREDICTION_METHODS,
     available_methods,
+    call_method,
     compare_outputs,
     compute_outputs,
+    compute_outputs_once,
 )
-from .outcome import Outcome, OutcomeKind
+from .config import STATE_POLICIES, Expected, PersistUsageError, RoundtripConfig
+from .outcome import Difference, Outcome, OutcomeKind
+from .settings import config_from_options
 from .state import compare_state
 from .versions import capture_version_warnings
 
-STATE_POLICIES = ("fail", "warn", "ignore")
+__all__ = [
+    "STATE_POLICIES",
+    "Expected",
+    "PersistUsageError",
+    "RoundtripConfig",
+    "check_persistence",
+    "expected_outputs",
+    "run_roundtrip",
+    "validate_input",
+]
 
+#: A nondeterministic method's loaded output counts as changed too when it is farther than
+#: this many times the spread of the original's two answers from the nearer of them.
+CHANGED_BEYOND_SPREAD = 3.0
 
-class PersistUsageError(ValueError):
-    """The round trip was asked for something that cannot be checked (not a persistence bug)."""
-
-
-@dataclass
-class RoundtripConfig:
-    """How a round trip compares; ``None`` tolerances mean the backend's defaults."""
-
-    methods: list[str] | None = None
-    rtol: float | dict[str, float] | None = None
-    atol: float | dict[str, float] | None = None
-    exact: bool = False
-    state: str = "fail"
-    max_label_flips: float | None = None
-    check_determinism: bool = True
-    backend_options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.state not in STATE_POLICIES:
-            raise PersistUsageError(
-                f"state={self.state!r} is not one of {', '.join(STATE_POLICIES)}"
-            )
-        unknown = [m for m in self.methods or [] if m not in PREDICTION_METHODS]
-        if unknown:
-            raise PersistUsageError(
-                f"unknown method(s) {', '.join(map(repr, unknown))}; "
-                f"compared methods are chosen among {', '.join(PREDICTION_METHODS)}"
-            )
-
-
-@dataclass
-class Expected:
-    """The original estimator's outputs on X, checked once and shared by every backend."""
-
-    outputs: dict[str, Any]
-    not_compared: dict[str, str]
+NONDETERMINISTIC = "nondeterministic: the original estimator gives different outputs on two calls"
 
 
 def estimator_name(estimator: Any) -> str:
@@ -106,7 +88,11 @@ def validate_input(estimator: Any, X: Any) -> None:
 def expected_outputs(
     estimator: Any, X: Any, y: Any = None, config: RoundtripConfig | None = None
 ) -> Expected:
-    """Compute the original's outputs, setting aside methods that fail or are nondeterministic."""
+    """Compute the original's outputs once, setting aside methods that fail on it.
+
+    Determinism is checked lazily, by ``compare_loaded``: only a method whose loaded output
+    differs is called on the original again.
+    """
     config = config or RoundtripConfig()
     name = estimator_name(estimator)
     offered = available_methods(estimator, with_y=y is not None)
@@ -118,7 +104,7 @@ def expected_outputs(
                 f"(it offers {', '.join(offered) or 'no prediction method'})"
             )
         offered = [m for m in offered if m in config.methods]
-    outputs, errors = compute_outputs(estimator, X, y, offered)
+    outputs, errors, mutated = compute_outputs_once(estimator, X, y, offered)
     not_compared = {
         method: f"raises on the original estimator too, not a persistence failure: {reason}"
         for method, reason in errors.items()
@@ -126,19 +112,41 @@ def expected_outputs(
     if offered and not outputs:
         details = "; ".join(f"{m}: {r}" for m, r in errors.items())
         raise PersistUsageError(f"no prediction method of {name} works on the given X: {details}")
-    if config.check_determinism and outputs:
-        again, _ = compute_outputs(
-            estimator, X, y, list(outputs), transformed=outputs.get("transform")
-        )
+    return Expected(outputs, not_compared, input_mutated=mutated)
+
+
+def recall_original(
+    estimator: Any, X: Any, y: Any, method: str, expected: Expected
+) -> tuple[Any, str | None]:
+    """The original's second answer for ``method`` (computed once, then kept in ``expected``)."""
+    if method not in expected.again and method not in expected.again_errors:
+        source = expected.outputs.get("transform")
+        try:
+            with np.errstate(all="ignore"):
+                expected.again[method] = call_method(estimator, method, X, y, source)
+        except Exception as exc:
+            expected.again_errors[method] = f"{type(exc).__name__}: {exc}"
+    return expected.again.get(method), expected.again_errors.get(method)
+
+
+def outputs_to_store(
+    estimator: Any, X: Any, y: Any, expected: Expected, outcome: Outcome, config: RoundtripConfig
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The expected outputs a saved artifact is checked against later, and what is left out.
+
+    A stored artifact is checked where the original no longer exists, so nothing can be
+    called again there: a method is stored only once it answered the same twice here
+    (the eager check, paid only when saving), as long as ``check_determinism`` is on.
+    """
+    not_compared = {**expected.not_compared, **outcome.not_compared}
+    outputs = {m: v for m, v in expected.outputs.items() if m not in not_compared}
+    if config.check_determinism:
         for method in list(outputs):
-            if method not in again or compare_outputs(
-                {method: outputs[method]}, {method: again[method]}, rtol=0.0, atol=0.0
-            ):
+            again, error = recall_original(estimator, X, y, method, expected)
+            if error is not None or _exact_differences(method, outputs[method], again):
                 del outputs[method]
-                not_compared[method] = (
-                    "nondeterministic: the original estimator gives different outputs on two calls"
-                )
-    return Expected(outputs, not_compared)
+                not_compared[method] = NONDETERMINISTIC
+    return outputs, not_compared
 
 
 def run_roundtrip(
@@ -201,7 +209,7 @@ def run_roundtrip(
     # own calls (scikit-learn 1.0's KDTree), which is not something persistence lost.
     if backend.preserves_objects and config.state != "ignore":
         outcome.state_differences = compare_state(estimator, loaded)
-    compare_loaded(outcome, loaded, X, y, expected, backend, config)
+    compare_loaded(outcome, loaded, X, y, expected, backend, config, original=estimator)
     state_fails = outcome.state_differences and config.state == "fail"
     if outcome.kind is OutcomeKind.PASSED and state_fails:
         outcome.kind = OutcomeKind.MISMATCH
@@ -216,15 +224,22 @@ def compare_loaded(
     expected: Expected,
     backend: Backend,
     config: RoundtripConfig,
+    original: Any = None,
 ) -> None:
-    """Call the expected methods on ``loaded`` and record errors and differences in ``outcome``."""
+    """Call the expected methods on ``loaded`` and record errors and differences in ``outcome``.
+
+    With ``original`` (and ``config.check_determinism``), a method whose output differs is
+    called on the original again before the difference is reported (``settle_differences``).
+    """
     offered = [m for m in expected.outputs if m in available_methods(loaded, with_y=y is not None)]
     for method in expected.outputs:
         if method not in offered:
             outcome.not_compared[method] = f"the {backend.name} model does not provide it"
-    actual, errors = compute_outputs(
-        loaded, X, y, offered, transformed=expected.outputs.get("transform")
-    )
+    transformed = expected.outputs.get("transform")
+    if expected.input_mutated:
+        actual, errors = compute_outputs(loaded, X, y, offered, transformed=transformed)
+    else:
+        actual, errors, _ = compute_outputs_once(loaded, X, y, offered, transformed=transformed)
     outcome.compared_methods = [m for m in offered if m in actual]
     if errors:
         outcome.kind = OutcomeKind.METHOD_ERROR
@@ -251,8 +266,93 @@ def compare_loaded(
         check_dtype=backend.preserves_objects,
         max_label_flips=flips,
     )
+    if original is not None and config.check_determinism:
+        settle_differences(outcome, original, X, y, expected, actual)
     if any(not d.tolerated for d in outcome.differences):
         outcome.kind = OutcomeKind.MISMATCH
+
+
+def settle_differences(
+    outcome: Outcome, original: Any, X: Any, y: Any, expected: Expected, actual: dict[str, Any]
+) -> None:
+    """The lazy determinism check, for each method whose loaded output differs.
+
+    The original's method is called again. If its second answer equals its first (bitwise),
+    the difference stands. Otherwise the method is nondeterministic, and the loaded output is
+    judged against the original's own spread: for every part of the output, the spread is
+    how far the two answers are apart (largest absolute difference for numbers, fraction of
+    differing elements for labels), and the loaded output's distance is how far it is from
+    the nearer of the two answers. If some part's distance exceeds ``CHANGED_BEYOND_SPREAD``
+    times its spread, the loaded copy changed too: the difference stands, saying both.
+    Otherwise the method is not compared (``nondeterministic``), not a failure.
+    """
+    failing = list(dict.fromkeys(d.method for d in outcome.differences if not d.tolerated))
+    for method in failing:
+        first, got = expected.outputs[method], actual[method]
+        again, error = recall_original(original, X, y, method, expected)
+        if error is not None:
+            verdict = f"{NONDETERMINISTIC} (the second call raised {error})"
+            _set_aside(outcome, method, verdict)
+            continue
+        spread = _exact_differences(method, first, again)
+        if not spread:
+            continue  # the original answers the same twice: the mismatch stands
+        spreads = _sizes(spread)
+        nearer = {
+            path: min(size_first, _sizes(_exact_differences(method, again, got)).get(path, 0.0))
+            for path, size_first in _sizes(_exact_differences(method, first, got)).items()
+        }
+        beyond = {
+            path: distance
+            for path, distance in nearer.items()
+            if distance > CHANGED_BEYOND_SPREAD * spreads.get(path, 0.0)
+        }
+        if not beyond:
+            _set_aside(
+                outcome,
+                method,
+                f"{NONDETERMINISTIC}; the loaded copy's output is within their spread",
+            )
+            continue
+        path, distance = max(beyond.items(), key=lambda item: item[1])
+        note = (
+            f" [the original is nondeterministic too: its two answers differ by "
+            f"{_size_text(spreads.get(path, 0.0))}, but the loaded output is "
+            f"{_size_text(distance)} from the nearer of them at {method}{path}, more than "
+            f"{CHANGED_BEYOND_SPREAD:g}x that spread: it changed too]"
+        )
+        for difference in outcome.differences:
+            if difference.method == method:
+                difference.message += note
+
+
+def _set_aside(outcome: Outcome, method: str, reason: str) -> None:
+    outcome.differences = [d for d in outcome.differences if d.method != method]
+    outcome.compared_methods = [m for m in outcome.compared_methods if m != method]
+    outcome.not_compared[method] = reason
+
+
+def _exact_differences(method: str, want: Any, got: Any) -> list[Difference]:
+    return compare_outputs({method: want}, {method: got}, rtol=0.0, atol=0.0, exact=True)
+
+
+def _sizes(differences: list[Difference]) -> dict[str, float]:
+    """How large each part's difference is: the largest absolute difference for numbers, the
+    fraction of differing elements for labels, infinite for a changed shape, type or dtype."""
+    sizes: dict[str, float] = {}
+    for difference in differences:
+        if difference.max_abs is not None and not math.isnan(difference.max_abs):
+            size = difference.max_abs
+        elif difference.n_different is not None and difference.n_total:
+            size = difference.n_different / difference.n_total
+        else:
+            size = math.inf
+        sizes[difference.path] = max(size, sizes.get(difference.path, 0.0))
+    return sizes
+
+
+def _size_text(size: float) -> str:
+    return "nothing" if size == 0 else f"{size:.3g}"
 
 
 def _for_backend(value: float | dict[str, float] | None, backend: str, default: float) -> float:
@@ -281,8 +381,6 @@ def check_persistence(
     """
     registry = registry or BackendRegistry()
     names = registry.select(backends, exclude)
-    from .settings import config_from_options  # settings builds on this module
-
     config = config_from_options(options, where=f"check_persistence({estimator_name(estimator)})")
     validate_input(estimator, X)
     expected = expected_outputs(estimator, X, y, config)

@@ -13,7 +13,13 @@ import pytest
 
 from .backends import BackendRegistry
 from .outcome import Outcome, OutcomeKind
-from .roundtrip import PersistUsageError, expected_outputs, run_roundtrip, validate_input
+from .roundtrip import (
+    PersistUsageError,
+    expected_outputs,
+    outputs_to_store,
+    run_roundtrip,
+    validate_input,
+)
 from .settings import KEYWORDS, RoundtripRequest, build_request
 
 
@@ -115,13 +121,14 @@ class PersistRoundtrip:
         )
         self.outcomes.append(outcome)
         if self.saver is not None and outcome.kind is OutcomeKind.PASSED:
+            stored, set_aside = outputs_to_store(estimator, X, y, expected, outcome, request.config)
             self.saver(
                 outcome,
                 estimator=estimator,
                 X=X,
                 y=y,
-                expected_outputs=expected.outputs,
-                not_compared=expected.not_compared,
+                expected_outputs=stored,
+                not_compared=set_aside,
                 artifact=outcome.artifact,
                 backend_options=request.config.backend_options,
                 call_index=self._calls,

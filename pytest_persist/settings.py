@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .compare import PREDICTION_METHODS
-from .roundtrip import STATE_POLICIES, PersistUsageError, RoundtripConfig
+from .config import STATE_POLICIES, PersistUsageError, RoundtripConfig
 
 
 def _names(value: Any, what: str) -> list[str]:
