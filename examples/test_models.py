@@ -26,7 +26,12 @@ def test_random_forest(persist_roundtrip, iris):
     assert loaded.predict(X[:3]).tolist() == forest.predict(X[:3]).tolist()
 
 
-@pytest.mark.persist_roundtrip
+# Found by this suite: skl2onnx 1.20's converter crashes on HistGradientBoosting under onnx 1.23
+# / protobuf 7 ("Expected an int, got a boolean"). A converter that crashes fails (a missing
+# one would skip): the expected failure is recorded, strictly.
+@pytest.mark.persist_roundtrip(
+    xfail={"onnx": "skl2onnx's HistGradientBoosting converter crashes under protobuf 7"}
+)
 def test_gradient_boosting(persist_roundtrip, diabetes):
     X, y = diabetes
     persist_roundtrip(HistGradientBoostingRegressor(max_iter=50, random_state=0).fit(X, y), X, y)

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from .report import expand_environments
 from .versions import FINGERPRINT_DISTRIBUTIONS
 
 __all__ = [
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 REPORT_FORMAT = "pytest-persist-report"
-REPORT_FORMAT_VERSIONS = (1,)
+REPORT_FORMAT_VERSIONS = (1, 2)
 ATLAS_FORMAT = "pytest-persist-atlas"
 ATLAS_FORMAT_VERSION = 1
 
@@ -595,6 +596,10 @@ def _read_report(path: Path) -> dict[str, Any]:
         )
     if not isinstance(report.get("records"), list):
         raise ReportError(f"{path}: 'records' is missing or not a list")
+    try:  # version 2 holds each environment once: back to the version 1 shape read below
+        report = expand_environments(report)
+    except ValueError as exc:
+        raise ReportError(f"{path}: {exc}") from None
     if not isinstance(report.get("environment", {}), dict):
         raise ReportError(f"{path}: 'environment' is not an object")
     for index, record in enumerate(report["records"]):

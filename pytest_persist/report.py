@@ -1,15 +1,24 @@
 """Reports of round trips and cross-environment checks: JSON, markdown and terminal lines.
 
-The JSON schema is read by other tools (the nox layer); keep it stable::
+The JSON schema is read by other tools (the nox layer); keep it stable. Version 2 holds each
+environment once and records refer to it by id (``environment_id``)::
 
-    {"format": "pytest-persist-report", "format_version": 1,
-     "environment": {...},                       # where the report was written
-     "records": [Outcome.to_dict() + {"mode": "roundtrip" | "check"}, ...]}
+    {"format": "pytest-persist-report", "format_version": 2,
+     "environment": "env-1a2b3c4d5e6f",          # where the report was written
+     "environments": {"env-1a2b3c4d5e6f": {...fingerprint...}, ...},
+     "records": [Outcome.to_dict() + {"mode": "roundtrip" | "check",
+                 "saved_environment": "<id>", "loaded_environment": "<id>"}, ...]}
+
+A round trip's two ids are the run's; a check's are those its details held as
+``saved_environment`` / ``loaded_environment`` dicts in version 1, where every record repeated
+them. ``expand_environments`` turns either version into the version 1 shape, which is what
+``read_json_report`` returns and the rest of the code (and the nox helpers) work on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -25,6 +34,8 @@ __all__ = [
     "REPORT_FORMAT",
     "REPORT_FORMAT_VERSION",
     "Record",
+    "environment_id",
+    "expand_environments",
     "has_something_to_say",
     "markdown_report",
     "read_json_report",
@@ -34,7 +45,11 @@ __all__ = [
 ]
 
 REPORT_FORMAT = "pytest-persist-report"
-REPORT_FORMAT_VERSION = 1
+REPORT_FORMAT_VERSION = 2
+#: The versions ``read_json_report`` and ``expand_environments`` read.
+REPORT_FORMAT_VERSIONS = (1, 2)
+#: The details keys that become environment ids at record level in version 2.
+ENVIRONMENT_KEYS = ("saved_environment", "loaded_environment")
 MODES = ("roundtrip", "check")
 
 _SYMBOLS = {
@@ -83,27 +98,100 @@ def _number(value: Any) -> Any:
 # JSON
 
 
+def environment_id(environment: dict[str, Any]) -> str:
+    """A short stable id for an environment fingerprint: ``env-`` + 12 hex digits of the
+    sha256 of its canonical JSON (sorted keys, no spaces), the same wherever it is computed."""
+    canonical = json.dumps(environment, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "env-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+
+
 def write_json_report(
     path: Path | str, records: Iterable[Record], environment: dict[str, str]
 ) -> Path:
-    """Write the JSON report atomically; return its path."""
+    """Write the JSON report (format version 2) atomically; return its path."""
+    environments: dict[str, dict[str, Any]] = {}
+
+    def refer(env: dict[str, Any]) -> str:
+        env = _json_safe(dict(env))
+        key = environment_id(env)
+        environments.setdefault(key, env)
+        return key
+
+    here = refer(environment)
+    written = []
+    for record in records:
+        data = record.to_dict()
+        if record.mode == "check":
+            details = data["details"] = dict(data.get("details") or {})
+            ids = {}
+            for key in ENVIRONMENT_KEYS:
+                env = details.pop(key, None)
+                ids[key] = refer(env) if isinstance(env, dict) else None
+            data["saved_environment"] = ids["saved_environment"]
+            data["loaded_environment"] = ids["loaded_environment"]
+        else:
+            data["saved_environment"] = data["loaded_environment"] = here
+        written.append(data)
     report = {
         "format": REPORT_FORMAT,
         "format_version": REPORT_FORMAT_VERSION,
-        "environment": dict(environment),
-        "records": [record.to_dict() for record in records],
+        "environment": here,
+        "environments": environments,
+        "records": written,
     }
     text = json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False) + "\n"
     return _write_atomic(Path(path), text)
 
 
+def expand_environments(report: dict[str, Any]) -> dict[str, Any]:
+    """A parsed report of any known version in the version 1 shape: ``environment`` a dict, and
+    a check record's environments back in its ``details``. Raises ``ValueError`` for an unknown
+    version or an environment id the report does not define."""
+    version = report.get("format_version")
+    if version not in REPORT_FORMAT_VERSIONS:
+        known = ", ".join(map(str, REPORT_FORMAT_VERSIONS))
+        raise ValueError(f"report format version {version!r} unknown (this reads {known})")
+    if version == 1:
+        return report
+    environments = report.get("environments")
+    if not isinstance(environments, dict):
+        raise ValueError("'environments' is missing or not an object")
+
+    def lookup(key: Any, where: str) -> dict[str, Any]:
+        if key not in environments or not isinstance(environments[key], dict):
+            raise ValueError(f"{where} refers to environment {key!r}, which is not defined")
+        return dict(environments[key])
+
+    records = report.get("records")
+    expanded = []
+    for index, record in enumerate(records if isinstance(records, list) else []):
+        if not isinstance(record, dict):
+            expanded.append(record)
+            continue
+        record = dict(record)
+        ids = {key: record.pop(key, None) for key in ENVIRONMENT_KEYS}
+        if record.get("mode") == "check":
+            details = record["details"] = dict(record.get("details") or {})
+            for key, env_id in ids.items():
+                if env_id is not None:
+                    details[key] = lookup(env_id, f"record {index}'s {key}")
+        expanded.append(record)
+    return {
+        **{key: value for key, value in report.items() if key != "environments"},
+        "environment": lookup(report.get("environment"), "'environment'"),
+        "records": expanded if isinstance(records, list) else records,
+    }
+
+
 def read_json_report(path: Path | str) -> tuple[dict[str, str], list[Record]]:
-    """(environment, records) of a report written by ``write_json_report``."""
+    """(environment, records) of a report written by ``write_json_report``, version 1 or 2."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if data.get("format") != REPORT_FORMAT:
         raise ValueError(f"{path}: not a {REPORT_FORMAT} file")
-    if data.get("format_version") != REPORT_FORMAT_VERSION:
-        raise ValueError(f"{path}: report format version {data.get('format_version')!r} unknown")
+    try:
+        data = expand_environments(data)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     return data["environment"], [Record.from_dict(r) for r in data["records"]]
 
 

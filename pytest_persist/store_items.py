@@ -326,3 +326,29 @@ class PersistReporter:
         ]
         for option, path in written:
             terminalreporter.write_line(f"pytest-persist: {option} written to {path}")
+        if self.settings.save_dir is not None:
+            terminalreporter.write_line(saved_line(self.settings.records, self.settings.save_dir))
+
+
+def saved_line(records: list[Record], save_dir: Path) -> str:
+    """``pytest-persist: saved N artifacts (X MB) to DIR``, from the records of every report.
+
+    The records come from the workers' reports under xdist, so the controller counts what they
+    saved. The size is what the entries hold on disk (artifact, inputs, expected outputs,
+    metadata), or the artifact alone where an entry is not on this machine.
+    """
+    entries: dict[str, int] = {}
+    for record in records:
+        saved_to = record.outcome.details.get("saved_to")
+        if record.mode == "roundtrip" and saved_to and saved_to not in entries:
+            entries[saved_to] = _entry_bytes(Path(saved_to), record.outcome.artifact_bytes)
+    count = len(entries)
+    megabytes = sum(entries.values()) / 1e6
+    noun = "artifact" if count == 1 else "artifacts"
+    return f"pytest-persist: saved {count} {noun} ({megabytes:.3g} MB) to {save_dir}"
+
+
+def _entry_bytes(entry: Path, artifact_bytes: int | None) -> int:
+    if entry.is_dir():
+        return sum(path.stat().st_size for path in entry.rglob("*") if path.is_file())
+    return artifact_bytes or 0

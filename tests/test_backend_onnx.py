@@ -23,15 +23,17 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.gaussian_process import GaussianProcessClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from sklearn.svm import LinearSVC
+from sklearn.svm import SVC, LinearSVC
 
 from pytest_persist.backends.base import BackendCall, UnsupportedEstimator
 from pytest_persist.backends.onnx_runtime import (
     METADATA_KEY,
     OnnxBackend,
+    OnnxConverterError,
     OnnxModel,
     register_onnx_converter,
 )
@@ -266,18 +268,26 @@ def test_float64_option(diabetes, tmp_path) -> None:
 
 
 def test_hist_gradient_boosting(iris, tmp_path) -> None:
-    """skl2onnx 1.20 fails inside the TreeEnsemble converter with scikit-learn 1.9: that must
-    be reported as unsupported with the converter's message (or, once fixed, agree)."""
+    """skl2onnx 1.20 crashes inside the TreeEnsemble converter under onnx 1.23 / protobuf 7: a
+    converter that fails is an ``OnnxConverterError`` (a dump_error), not unsupported, with a
+    short message and the versions (or, once fixed, the model agrees)."""
     X, y = iris
     clf = HistGradientBoostingClassifier(max_iter=10, random_state=0).fit(X, y)
+    backend = OnnxBackend()
+    call = BackendCall(X=X)
     try:
-        loaded, _ = roundtrip(clf, X, tmp_path)
-    except UnsupportedEstimator as error:
+        backend.dump(clf, tmp_path / "model.onnx", call)
+    except OnnxConverterError as error:
         message = str(error)
         assert "HistGradientBoostingClassifier" in message
-        assert "TreeEnsembleClassifier" in message
-        assert len(message) < 1000  # a message, not a dump of the tree's attributes
+        assert "not 'unsupported'" in message
+        assert "caused by TypeError" in message
+        assert "skl2onnx " in message and "protobuf " in message
+        assert len(message) < 1200  # a message, not a dump of the tree's attributes
+        assert call.details["onnx_conversion"] == "converter_failed"
+        assert "Expected an int" in call.details["onnx_conversion_error"]
         return
+    loaded = backend.load(tmp_path / "model.onnx", BackendCall())
     assert flipped_fraction(clf.predict(X), loaded.predict(X.copy())) <= TREE_FLIP_CAP
     assert_allclose(loaded.predict_proba(X.copy()), clf.predict_proba(X), atol=PROBA_ATOL)
 
@@ -403,3 +413,69 @@ def test_graph_runs_once_for_all_methods_of_the_same_input(iris, tmp_path) -> No
     other = loaded.predict_proba(X[::-1].copy())  # another input: the graph runs again
     assert len(runs) == 2
     assert_allclose(other, proba[::-1], atol=PROBA_ATOL)
+
+
+# --- third-party models through onnxmltools, and a converter that fails ----------------------
+
+
+def _third_party(kind: str) -> Any:
+    """A small real LightGBM or XGBoost model (the libraries are in the test extra)."""
+    if kind.startswith("LGBM"):
+        lightgbm = pytest.importorskip("lightgbm")
+        return getattr(lightgbm, kind)(n_estimators=20, verbose=-1, random_state=0)
+    xgboost = pytest.importorskip("xgboost")
+    return getattr(xgboost, kind)(n_estimators=20, random_state=0, n_jobs=1)
+
+
+@pytest.mark.parametrize("kind", ["LGBMClassifier", "XGBClassifier"])
+def test_third_party_classifier_converts_through_onnxmltools(kind, iris, tmp_path) -> None:
+    pytest.importorskip("onnxmltools")
+    X, y = iris
+    clf = _third_party(kind).fit(X, y)
+    loaded, details = roundtrip(clf, X, tmp_path)
+    library = "convert_lightgbm" if kind.startswith("LGBM") else "convert_xgboost"
+    assert details["onnx_converters"][kind].endswith(library)
+    assert details["onnx_methods"] == {"predict": "label", "predict_proba": "probabilities"}
+    assert flipped_fraction(clf.predict(X), loaded.predict(X.copy())) <= TREE_FLIP_CAP
+    assert_allclose(loaded.predict_proba(X.copy()), clf.predict_proba(X), atol=PROBA_ATOL)
+
+
+@pytest.mark.parametrize("kind", ["LGBMRegressor", "XGBRegressor"])
+def test_third_party_regressor_converts_through_onnxmltools(kind, diabetes, tmp_path) -> None:
+    pytest.importorskip("onnxmltools")
+    X, y = diabetes
+    model = _third_party(kind).fit(X, y)
+    loaded, details = roundtrip(model, X, tmp_path)
+    assert list(details["onnx_converters"]) == [kind]
+    assert details["onnx_methods"] == {"predict": "variable"}
+    assert_allclose(loaded.predict(X.copy()), model.predict(X), rtol=OnnxBackend.default_rtol)
+
+
+def test_a_warning_raised_as_an_error_is_a_failed_converter(iris, tmp_path) -> None:
+    """SVC(probability=True)'s converter reads ``probA_``, deprecated in scikit-learn 1.9: under
+    ``filterwarnings = error`` that FutureWarning is the converter failing, not a missing one."""
+    X, y = iris
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        svc = SVC(probability=True, random_state=0).fit(X, y)
+    call = BackendCall(X=X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        try:
+            OnnxBackend().dump(svc, tmp_path / "model.onnx", call)
+        except OnnxConverterError as error:
+            assert "FutureWarning was raised as an error" in str(error)
+            assert call.details["onnx_conversion"] == "converter_failed"
+            return
+    pytest.skip("this scikit-learn/skl2onnx pair raises no FutureWarning converting SVC")
+
+
+def test_a_converter_declining_an_option_is_unsupported(iris, tmp_path) -> None:
+    """skl2onnx's GaussianProcessClassifier converter raises NotImplementedError for more than
+    two classes: a converter saying what it does not handle is unsupported, not a failure."""
+    X, y = iris
+    gpc = GaussianProcessClassifier(random_state=0).fit(X, y)
+    call = BackendCall(X=X)
+    with pytest.raises(UnsupportedEstimator, match="binary classification"):
+        OnnxBackend().dump(gpc, tmp_path / "model.onnx", call)
+    assert call.details["onnx_conversion"] == "converter_declined"

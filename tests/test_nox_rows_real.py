@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from pytest_persist import nox as pn
+from pytest_persist.report import expand_environments
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +119,7 @@ def test_artifact_saved_in_an_old_row_is_checked_in_the_newest(
     (checked,) = pn.check_artifacts(
         sessions[new.id], new, tmp_path / "store", tmp_path / "reports", saved=[old]
     )
-    report = json.loads(checked.read_text(encoding="utf-8"))
+    report = expand_environments(json.loads(checked.read_text(encoding="utf-8")))
     assert report["environment"]["scikit-learn"].startswith("1.9")
     records: list[dict[str, Any]] = report["records"]
     assert {r["test_id"] for r in records} == {

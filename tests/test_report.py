@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -9,9 +10,11 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from pytest_persist import check_persistence
+from pytest_persist.nox import merge_reports
 from pytest_persist.outcome import Difference, Outcome, OutcomeKind, VersionWarningRecord
 from pytest_persist.report import (
     Record,
+    environment_id,
     read_json_report,
     summary_lines,
     write_json_report,
@@ -58,11 +61,16 @@ def sample_records() -> list[Record]:
 
 def test_json_report_schema(tmp_path):
     records = sample_records()
-    path = write_json_report(tmp_path / "out" / "report.json", records, {"python": "3.11.7"})
+    here = {"python": "3.11.7"}
+    path = write_json_report(tmp_path / "out" / "report.json", records, here)
     data = json.loads(path.read_text())  # strict JSON, no NaN
-    assert list(data) == ["format", "format_version", "environment", "records"]
-    assert data["format"] == "pytest-persist-report" and data["format_version"] == 1
-    assert data["environment"] == {"python": "3.11.7"}
+    assert list(data) == ["format", "format_version", "environment", "environments", "records"]
+    assert data["format"] == "pytest-persist-report" and data["format_version"] == 2
+    canonical = json.dumps(here, sort_keys=True, separators=(",", ":")).encode()
+    assert data["environment"] == "env-" + hashlib.sha256(canonical).hexdigest()[:12]
+    assert data["environment"] == environment_id(here)
+    saved_id = environment_id({"scikit-learn": "1.2.2"})
+    assert data["environments"] == {data["environment"]: here, saved_id: {"scikit-learn": "1.2.2"}}
     first, second = data["records"][:2]
     assert first["mode"] == "roundtrip" and second["mode"] == "check"
     assert first["kind"] == "passed" and second["kind"] == "mismatch"
@@ -72,8 +80,78 @@ def test_json_report_schema(tmp_path):
     assert "loaded" not in first and "artifact" not in first
     assert second["differences"][1]["max_abs"] == "nan"
     assert second["version_warnings"][0]["original_version"] == "1.2.2"
-    assert second["details"]["saved_environment"] == {"scikit-learn": "1.2.2"}
+    # environments are referred to, never repeated: a round trip's both are the run's
+    assert (first["saved_environment"], first["loaded_environment"]) == (data["environment"],) * 2
+    assert second["saved_environment"] == saved_id and "saved_environment" not in second["details"]
     assert [p.name for p in path.parent.iterdir()] == ["report.json"]  # no temporary left
+
+
+def _v1_report(path, records, environment):
+    """What format version 1 wrote: every record carries its environments in its details."""
+    report = {
+        "format": "pytest-persist-report",
+        "format_version": 1,
+        "environment": environment,
+        "records": [record.to_dict() for record in records],
+    }
+    path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return path
+
+
+def check_records(environment) -> list[Record]:
+    """Check records as ``check_entry`` makes them, two saved elsewhere, one here."""
+    elsewhere = {**environment, "scikit-learn": "1.2.2"}
+    records = []
+    for index, saved in enumerate([elsewhere, elsewhere, environment]):
+        outcome = Outcome(OutcomeKind.PASSED, "LogisticRegression", "pickle", test_id=f"t::{index}")
+        outcome.details = {
+            "entry": f"store/{index}",
+            "saved_environment": dict(saved),
+            "loaded_environment": dict(environment),
+        }
+        records.append(Record(outcome, "check"))
+    return records
+
+
+def test_v1_and_v2_reports_read_back_identically(tmp_path):
+    environment = environment_fingerprint()
+    records = [*sample_records(), *check_records(environment)]
+    v1_environment, v1 = read_json_report(_v1_report(tmp_path / "v1.json", records, environment))
+    v2_environment, v2 = read_json_report(
+        write_json_report(tmp_path / "v2.json", records, environment)
+    )
+    assert v1_environment == v2_environment == environment
+    assert [r.to_dict() for r in v2] == [r.to_dict() for r in v1] == [r.to_dict() for r in records]
+    v2_data = json.loads((tmp_path / "v2.json").read_text())
+    assert len(v2_data["environments"]) == 3  # here, 1.2.2 and the mismatch's partial one
+    assert (tmp_path / "v2.json").stat().st_size < (tmp_path / "v1.json").stat().st_size
+
+
+def test_an_undefined_environment_id_is_an_error(tmp_path):
+    path = write_json_report(tmp_path / "r.json", check_records({"python": "3.11.7"}), {})
+    data = json.loads(path.read_text())
+    data["records"][1]["saved_environment"] = "env-000000000000"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"record 1's saved_environment .*env-000000000000"):
+        read_json_report(path)
+    data["format_version"] = 3
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="report format version 3 unknown"):
+        read_json_report(path)
+
+
+def test_nox_merge_reads_v1_and_v2_alike(tmp_path):
+    environment = environment_fingerprint()
+    records = [*sample_records(), *check_records(environment)]
+    (tmp_path / "v1").mkdir()
+    v1 = merge_reports([_v1_report(tmp_path / "v1" / "r.json", records, environment)])
+    v2 = merge_reports([write_json_report(tmp_path / "v2" / "r.json", records, environment)])
+    assert v2["records"] == v1["records"]
+    assert v2["environments"] == v1["environments"]
+    here = next(r["loaded_row"] for r in v2["records"] if r["mode"] == "roundtrip")
+    checks = [r for r in v2["records"] if r["test_id"].startswith("t::")]
+    assert [r["loaded_row"] for r in checks] == [here] * 3
+    assert checks[0]["saved_row"] == checks[1]["saved_row"] != here == checks[2]["saved_row"]
 
 
 def test_json_report_reads_back(tmp_path):

@@ -228,8 +228,8 @@ def test_roundtrip_reports(run_suite, pytester):
     )
     assert run.result.ret == 0, run.text
     report = json.loads((pytester.path / "out" / "r.json").read_text())
-    assert report["format"] == "pytest-persist-report" and report["format_version"] == 1
-    assert report["environment"]["scikit-learn"] == sklearn.__version__
+    assert report["format"] == "pytest-persist-report" and report["format_version"] == 2
+    assert report["environments"][report["environment"]]["scikit-learn"] == sklearn.__version__
     assert [(r["mode"], r["backend"], r["kind"]) for r in report["records"]] == [
         ("roundtrip", "pickle", "passed"),
         ("roundtrip", "joblib", "passed"),

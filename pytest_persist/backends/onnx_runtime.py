@@ -26,7 +26,10 @@ artifact loads in another process from the file alone.
 Details written to ``call.details``: ``onnx_retries`` (list of str, fixes that were needed),
 ``onnx_options`` (converter options used, JSON form), ``onnx_target_opset`` (None, int or
 dict), ``onnx_inputs`` (list of ``{"name", "dtype"[, "column"]}``), ``onnx_outputs`` (graph
-output names) and ``onnx_methods`` (method -> graph output).
+output names) and ``onnx_methods`` (method -> graph output); ``onnx_converters`` (class name ->
+the onnxmltools converter registered for it) when one was needed; when conversion fails,
+``onnx_conversion`` (``no_converter``, ``converter_declined`` or ``converter_failed``, see
+``onnx_converters``) and, for a failed converter, ``onnx_conversion_error``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,13 @@ from typing import Any
 import numpy as np
 
 from .base import Backend, BackendCall, UnsupportedEstimator
+from .onnx_converters import (
+    CONVERTER_FAILED,
+    NO_CONVERTER,
+    classify_conversion_error,
+    converter_versions,
+    register_third_party_converters,
+)
 
 METADATA_KEY = "pytest_persist.onnx_adapter"
 ADAPTER_FORMAT = 1
@@ -74,6 +84,29 @@ _LOCALE_MISSING = "Failed to construct locale"
 _MAX_MESSAGE_CHARS = 300
 
 
+class OnnxConverterError(Exception):
+    """A converter exists for the estimator and failed: a ``dump_error``, not ``unsupported``."""
+
+
+def _converter_failure(name: str, error: BaseException) -> OnnxConverterError:
+    """The message for a converter that crashed: what, why it fails, the versions involved."""
+    lines = [
+        f"the ONNX converter for {name} failed; a converter exists, so this is a failure, not "
+        "'unsupported' (mark a known one xfail={'onnx': ...})"
+    ]
+    if isinstance(error, Warning):
+        lines.append(
+            f"a {type(error).__name__} was raised as an error by a filterwarnings setting; "
+            "ignore that warning for this test to convert anyway"
+        )
+    lines.append(_first_line(error, 160))
+    cause = error.__cause__ or error.__context__
+    if cause is not None:
+        lines.append(f"caused by {_first_line(cause, 160)}")
+    lines.append(f"versions: {converter_versions()}")
+    return OnnxConverterError("\n".join(lines))
+
+
 def register_onnx_converter(
     model_type: type,
     alias: str,
@@ -98,18 +131,20 @@ def register_onnx_converter(
 def _short_message(error: BaseException) -> str:
     """The first line of an error (and of its cause), cut to a readable length."""
 
-    def first_line(exc: BaseException) -> str:
-        text = str(exc).strip().splitlines()
-        line = text[0] if text else ""
-        if len(line) > _MAX_MESSAGE_CHARS:
-            line = line[:_MAX_MESSAGE_CHARS] + "..."
-        return f"{type(exc).__name__}: {line}"
-
-    message = first_line(error)
+    message = _first_line(error)
     cause = error.__cause__ or error.__context__
     if cause is not None:
-        message += f" (caused by {first_line(cause)})"
+        message += f" (caused by {_first_line(cause)})"
     return message
+
+
+def _first_line(exc: BaseException, max_chars: int = _MAX_MESSAGE_CHARS) -> str:
+    """``Type: first line of the message``, cut to ``max_chars``."""
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else ""
+    if len(line) > max_chars:
+        line = line[:max_chars] + "..."
+    return f"{type(exc).__name__}: {line}"
 
 
 def _sub_estimators(estimator: Any) -> list[Any]:
@@ -370,6 +405,13 @@ class OnnxBackend(Backend):
         zipmap = is_classifier(estimator)
         locale_c = False
         retries: list[str] = call.details.setdefault("onnx_retries", [])
+        try:
+            converters = register_third_party_converters(_sub_estimators(estimator))
+        except ImportError as error:
+            call.details["onnx_conversion"] = NO_CONVERTER
+            raise UnsupportedEstimator(str(error)) from None
+        if converters:
+            call.details["onnx_converters"] = converters
 
         for _ in range(4):  # at most one retry per known fix
             options: dict[Any, dict[str, Any]] = {}
@@ -397,6 +439,11 @@ class OnnxBackend(Backend):
                         f"target_opset={target_opset}"
                     )
                     continue
+                kind = classify_conversion_error(error)
+                call.details["onnx_conversion"] = kind
+                if kind == CONVERTER_FAILED:
+                    call.details["onnx_conversion_error"] = _short_message(error)
+                    raise _converter_failure(type(estimator).__name__, error) from error
                 raise UnsupportedEstimator(
                     f"skl2onnx cannot convert {type(estimator).__name__}: {_short_message(error)}"
                 ) from error
