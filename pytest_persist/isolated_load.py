@@ -305,7 +305,8 @@ def _excerpt(text: str) -> str:
     """Its start (where faulthandler says what happened) and its end, if long."""
     if len(text) <= 2 * _STDERR_TAIL:
         return text
-    return f"{text[:_STDERR_TAIL]}\n[... {len(text) - 2 * _STDERR_TAIL} characters ...]\n{text[-_STDERR_TAIL:]}"
+    cut = len(text) - 2 * _STDERR_TAIL
+    return f"{text[:_STDERR_TAIL]}\n[... {cut} characters ...]\n{text[-_STDERR_TAIL:]}"
 
 
 def _signal_name(number: int) -> str:
