@@ -1,12 +1,13 @@
-"""Check a stored artifact in this environment, loading it in a subprocess.
+"""Check a stored artifact in this environment, loading it in an isolated child.
 
 An artifact from another environment can crash or hang the interpreter that unpickles it, so
-the parent verifies its checksums, then runs ``python -m pytest_persist.isolated_load
-REQUEST.json`` with a timeout. The child loads the artifact under
-``capture_version_warnings``, computes the stored methods on the stored X, and writes its
-outputs (``outputs_codec``) and a JSON result; the parent compares and builds the ``Outcome``.
-The child streams its progress (phase, version warnings) to files, so a crash or a hang still
-says where it happened and which warnings came first.
+the parent verifies its checksums, writes ``request.json`` into a fresh directory and has a
+loader (``loader``: a forked child of a warm server, or a fresh interpreter) run the child
+side, :func:`run_child`, with a timeout, a clean environment and resource limits. The child
+loads the artifact under ``capture_version_warnings``, computes the stored methods on the
+stored X, and writes its outputs (``outputs_codec``) and a JSON result; the parent compares
+and builds the ``Outcome``. The child streams its progress (phase, version warnings) to files,
+so a crash or a hang still says where it happened and which warnings came first.
 """
 
 from __future__ import annotations
@@ -16,19 +17,30 @@ import importlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .loader import (
+    DEFAULT_MAX_MEMORY,
+    ChildExit,
+    Limits,
+    Loader,
+    ProcessLoader,
+    clean_environment,
+    default_loader,
+    enter_child,
+    format_size,
+)
 from .outcome import Outcome, OutcomeKind, VersionWarningRecord
 from .store import StoredEntry, TamperedArtifactError
 from .versions import environment_fingerprint
 
-__all__ = ["DEFAULT_TIMEOUT", "check_entry", "main"]
+__all__ = ["DEFAULT_TIMEOUT", "check_entry", "import_paths", "main", "run_child"]
 
 DEFAULT_TIMEOUT = 120.0
 _REQUEST = "request.json"
@@ -57,13 +69,20 @@ def check_entry(
     options: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
     python: str | None = None,
+    loader: Loader | None = None,
+    max_memory: int | None = DEFAULT_MAX_MEMORY,
 ) -> Outcome:
-    """Load ``entry`` in a subprocess and compare its outputs with the stored ones.
+    """Load ``entry`` in an isolated child and compare its outputs with the stored ones.
 
     ``rtol``, ``atol``, ``exact`` and ``max_label_flips`` default to what the saving test
     applied (stored with the entry), else to the backend's defaults; ``check_dtype`` to
     whether the backend gives back the very objects (not for ONNX); ``env`` is the child's
-    environment (default: this one, with this interpreter's import paths);
+    environment (default: the variables of this one that Python and the libraries need; in
+    both cases without a variable whose name looks secret, see ``loader.clean_environment``),
+    with this interpreter's import paths added; ``loader`` runs the child (default: this
+    process's fork loader, or one interpreter per artifact where fork is unavailable or
+    ``python`` names another interpreter); ``max_memory`` caps the child's memory in bytes
+    (None: no cap); the CPU time cap follows ``timeout``;
     ``version_warning`` is ``record`` or ``error`` (fail at the first version warning, as a
     ``load_error``); ``options`` override the backend options stored with the entry (e.g.
     this environment's skops ``trusted``).
@@ -117,8 +136,18 @@ def check_entry(
         "max_label_flips": max_label_flips,
     }
     check_dtype = backend.preserves_objects if check_dtype is None else check_dtype
+    if python is not None and os.path.realpath(python) != os.path.realpath(sys.executable):
+        loader = ProcessLoader(python, note=f"python={python} is another interpreter")
+    elif loader is None:
+        loader = default_loader()
+    limits = Limits.for_timeout(timeout, max_memory)
     with tempfile.TemporaryDirectory(prefix="pytest-persist-check-") as workdir_name:
         workdir = Path(workdir_name)
+        child_env = clean_environment(env, keep_all=env is not None)
+        paths = import_paths()
+        child_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in [child_env.get("PYTHONPATH", ""), *paths] if p
+        )
         request = {
             "entry": str(entry.path),
             "backend": entry.backend,
@@ -128,24 +157,27 @@ def check_entry(
             # An unpickled one that lost a method is an error (as across scikit-learn versions).
             "absent_is_error": backend.preserves_objects,
             "options": {**entry.backend_options, **(options or {})},
+            "child": {
+                "env": child_env,
+                "sys_path": [p for p in child_env["PYTHONPATH"].split(os.pathsep) if p],
+                "limits": asdict(limits),
+                "cwd": str(workdir / "cwd"),
+            },
         }
         (workdir / _REQUEST).write_text(json.dumps(request), encoding="utf-8")
         started = time.perf_counter()
-        returncode, timed_out = _run_child(workdir, timeout, env, python)
-        outcome.details["subprocess_seconds"] = round(time.perf_counter() - started, 4)
+        ended = loader.run(workdir, timeout=timeout, child_env=child_env)
+        outcome.details["child_seconds"] = round(time.perf_counter() - started, 4)
+        outcome.details["isolation"] = ended.isolation
+        if ended.note:
+            outcome.details["isolation_note"] = ended.note
         outcome.version_warnings = _read_warnings(workdir / _WARNINGS)
         phase = _read_text(workdir / _PHASE).strip() or "start"
         result_path = workdir / _RESULT
 
-        if timed_out or not result_path.exists():
-            outcome.details["stderr"] = _read_text(workdir / _STDERR)[-_STDERR_TAIL:]
-            if timed_out:
-                what = f"timed out after {timeout:g} s"
-            elif returncode is not None and returncode < 0:
-                what = f"crashed with {_signal_name(-returncode)}"
-            else:
-                what = f"exited with code {returncode} and no result"
-            return _died(outcome, phase, what)
+        if ended.timed_out or not result_path.exists():
+            outcome.details["stderr"] = _excerpt(_read_text(workdir / _STDERR))
+            return _died(outcome, phase, _how_it_died(ended, timeout, limits, outcome))
 
         result = json.loads(result_path.read_text(encoding="utf-8"))
         outcome.load_seconds = result.get("load_seconds")
@@ -158,9 +190,17 @@ def check_entry(
             error = result["load_error"]
             outcome.details["traceback"] = error.get("traceback", "")
             outcome.details["warning_before_error"] = bool(outcome.version_warnings)
-            return _finish(outcome, OutcomeKind.LOAD_ERROR, f"{error['type']}: {error['message']}")
+            message = f"{error['type']}: {error['message']}"
+            if error["type"] == "MemoryError" and limits.max_memory is not None:
+                message += f" (exceeded the memory limit of {format_size(limits.max_memory)})"
+            return _finish(outcome, OutcomeKind.LOAD_ERROR, message)
 
         method_errors: dict[str, str] = result.get("method_errors", {})
+        if limits.max_memory is not None:
+            for method, reason in method_errors.items():
+                if reason.startswith("MemoryError"):
+                    limit = format_size(limits.max_memory)
+                    method_errors[method] = f"{reason} (exceeded the memory limit of {limit})"
         actual: dict[str, Any] = {}
         if result.get("methods"):
             from . import outputs_codec
@@ -208,38 +248,45 @@ def _died(outcome: Outcome, phase: str, what: str) -> Outcome:
     return _finish(outcome, OutcomeKind.LOAD_ERROR, f"the loader {what} {where}")
 
 
-def _run_child(
-    workdir: Path, timeout: float, env: dict[str, str] | None, python: str | None
-) -> tuple[int | None, bool]:
-    command = [python or sys.executable, "-m", "pytest_persist.isolated_load", str(workdir)]
-    child_env = dict(os.environ if env is None else env)
-    child_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in [child_env.get("PYTHONPATH", ""), *_import_paths()] if p
-    )
-    child_env.setdefault("PYTHONFAULTHANDLER", "1")  # a crash prints the Python stack
-    posix = os.name == "posix"
-    with open(workdir / _STDERR, "wb") as stderr:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=stderr,
-            stderr=stderr,
-            env=child_env,
-            start_new_session=posix,  # so a timeout kills the loader's own children too
-        )
-        try:
-            return process.wait(timeout=timeout), False
-        except subprocess.TimeoutExpired:
-            if posix:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-            else:  # pragma: no cover
-                process.kill()
-            process.wait()
-            return None, True
+#: What a child's stderr says when an allocation failed in C/C++ code (then it aborts).
+_OUT_OF_MEMORY = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "out of memory")
 
 
-def _import_paths() -> list[str]:
+def _how_it_died(ended: ChildExit, timeout: float, limits: Limits, outcome: Outcome) -> str:
+    """ "timed out after 8 s", "crashed with SIGSEGV", "exceeded the memory limit of 4 GiB"..."""
+    if ended.timed_out:
+        return f"timed out after {timeout:g} s"
+    code = ended.returncode
+    if code is not None and code < 0:
+        name = _signal_name(-code)
+        if name == "SIGXCPU" or (
+            name == "SIGKILL"
+            and limits.cpu_seconds is not None
+            and (outcome.details.get("child_seconds", 0) >= limits.cpu_seconds)
+        ):
+            return f"exceeded the CPU time limit of {limits.cpu_seconds} s ({name})"
+        stderr = outcome.details.get("stderr", "")
+        if limits.max_memory is not None and (
+            name == "SIGKILL" or any(sign in stderr for sign in _OUT_OF_MEMORY)
+        ):
+            return (
+                f"exceeded the memory limit of {format_size(limits.max_memory)} "
+                f"(crashed with {name})"
+            )
+        return f"crashed with {name}"
+    if (
+        code is not None
+        and code > 0
+        and any(sign in outcome.details.get("stderr", "") for sign in ("MemoryError",))
+        and limits.max_memory is not None
+    ):
+        return f"exceeded the memory limit of {format_size(limits.max_memory)} (exit code {code})"
+    if code is None:
+        return f"ended without a result ({ended.note or 'unknown cause'})"
+    return f"exited with code {code} and no result"
+
+
+def import_paths() -> list[str]:
     """This interpreter's import paths outside its installation (test dirs, rootdir...),
     so the child can import what the parent can."""
     prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
@@ -252,6 +299,14 @@ def _import_paths() -> list[str]:
             continue
         paths.append(entry)
     return paths
+
+
+def _excerpt(text: str) -> str:
+    """Its start (where faulthandler says what happened) and its end, if long."""
+    if len(text) <= 2 * _STDERR_TAIL:
+        return text
+    cut = len(text) - 2 * _STDERR_TAIL
+    return f"{text[:_STDERR_TAIL]}\n[... {cut} characters ...]\n{text[-_STDERR_TAIL:]}"
 
 
 def _signal_name(number: int) -> str:
@@ -302,10 +357,17 @@ def _read_text(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the loader subprocess: ``python -m pytest_persist.isolated_load DIR``."""
+    """Entry point of a fresh loader interpreter: ``python -m pytest_persist.isolated_load
+    DIR`` (the ``process`` isolation)."""
     argv = sys.argv[1:] if argv is None else argv
-    workdir = Path(argv[0])
+    return run_child(Path(argv[0]), replace_environ=False)
+
+
+def run_child(workdir: Path, *, replace_environ: bool) -> int:
+    """The child side, in a forked child or a fresh interpreter: enter the limits and
+    environment of ``request.json``, load, compute the stored methods, write the results."""
     request = json.loads((workdir / _REQUEST).read_text(encoding="utf-8"))
+    enter_child(request.get("child", {}), replace_environ=replace_environ)
     phase_file = workdir / _PHASE
 
     def phase(name: str) -> None:
@@ -313,8 +375,6 @@ def main(argv: list[str] | None = None) -> int:
 
     phase("start")
     result: dict[str, Any] = {"load_error": None, "method_errors": {}, "methods": []}
-    from dataclasses import asdict
-
     from . import outputs_codec
     from .backends.base import BackendCall
     from .store import read_entry

@@ -70,7 +70,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--persist-load",
         metavar="DIR",
         help="check every artifact stored in DIR in this environment, each as its own test "
-        "(loaded in a subprocess; select them alone with -k persist_load)",
+        "(loaded in an isolated child process; select them alone with -k persist_load)",
     )
     group.addoption(
         "--persist-version-warning",
@@ -88,6 +88,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(default 120; ini: persist_load_timeout)",
     )
     group.addoption(
+        "--persist-load-isolation",
+        choices=("fork", "process"),
+        default=None,
+        help="how each stored artifact is isolated: a forked child of a warm loader that "
+        "imported scikit-learn once (default, Linux), or a fresh interpreter each "
+        "(ini: persist_load_isolation)",
+    )
+    group.addoption(
+        "--persist-load-max-memory",
+        metavar="SIZE",
+        default=None,
+        help="memory one stored artifact's check may allocate, e.g. 2GiB, 512MB, none "
+        "(default 4GiB; ini: persist_load_max_memory)",
+    )
+    group.addoption(
         "--persist-report", metavar="FILE.json", help="write a JSON report of every record"
     )
     group.addoption(
@@ -101,6 +116,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("persist_max_label_flips", "fraction of labels allowed to flip (default 0)")
     parser.addini("persist_version_warning", "record | error (see --persist-version-warning)")
     parser.addini("persist_load_timeout", "seconds allowed per stored artifact (default 120)")
+    parser.addini("persist_load_isolation", "fork | process (see --persist-load-isolation)")
+    parser.addini("persist_load_max_memory", "memory per stored artifact's check (default 4GiB)")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -16,6 +16,14 @@ from typing import Any
 import pytest
 
 from .isolated_load import DEFAULT_TIMEOUT, check_entry
+from .loader import (
+    DEFAULT_MAX_MEMORY,
+    ISOLATIONS,
+    ForkLoader,
+    default_loader,
+    parse_size,
+    stop_default_loaders,
+)
 from .outcome import Outcome, OutcomeKind
 from .report import Record
 from .store import StoredEntry, StoreError, entry_dirs, read_entry, save_entry
@@ -36,6 +44,8 @@ class StoreSettings:
     load_dir: Path | None = None
     version_warning: str = "record"
     timeout: float = DEFAULT_TIMEOUT
+    isolation: str = "fork"  # or "process": one interpreter per artifact
+    max_memory: int | None = DEFAULT_MAX_MEMORY  # bytes per check; None: no limit
     report_json: Path | None = None
     report_md: Path | None = None
     registry: Any = None
@@ -69,11 +79,29 @@ def store_settings(
         timeout = float(timeout or config.getini("persist_load_timeout") or 120)
     except ValueError:
         raise pytest.UsageError("persist_load_timeout must be a number of seconds") from None
+    isolation = (
+        config.getoption("persist_load_isolation")
+        or config.getini("persist_load_isolation")
+        or "fork"
+    )
+    if isolation not in ISOLATIONS:
+        raise pytest.UsageError(
+            f"persist_load_isolation = {isolation!r}: choose {' or '.join(ISOLATIONS)}"
+        )
+    memory, memory_option = config.getoption("persist_load_max_memory"), "--persist-load-max-memory"
+    if memory is None:
+        memory, memory_option = config.getini("persist_load_max_memory"), "persist_load_max_memory"
+    try:
+        max_memory = parse_size(memory) if memory else DEFAULT_MAX_MEMORY
+    except ValueError as exc:
+        raise pytest.UsageError(f"{memory_option}: {exc}") from None
     settings = StoreSettings(
         save_dir=path("persist_save"),
         load_dir=path("persist_load"),
         version_warning=mode or "record",
         timeout=timeout,
+        isolation=isolation,
+        max_memory=max_memory,
         report_json=path("persist_report"),
         report_md=path("persist_report_md"),
         registry=registry,
@@ -163,7 +191,12 @@ def add_store_items(session: pytest.Session, items: list[pytest.Item], load_dir:
     collector = StoreCollector.from_parent(
         session, name=COLLECTOR_NAME, nodeid=COLLECTOR_NAME, store_dir=load_dir
     )
+    before = len(items)
     items.extend(session.genitems(collector))
+    if len(items) > before and not session.config.option.collectonly:
+        loader = default_loader(session.config.stash[STORE_SETTINGS_KEY].isolation)
+        if isinstance(loader, ForkLoader):
+            loader.start()  # it imports scikit-learn while pytest finishes collecting
 
 
 class StoreCollector(pytest.Collector):
@@ -210,7 +243,7 @@ class PersistCheckFailed(Exception):
 
 
 class StoredEntryItem(pytest.Item):
-    """Load one stored artifact in a subprocess and compare it with its stored outputs."""
+    """Load one stored artifact in an isolated child and compare it with its stored outputs."""
 
     def __init__(
         self,
@@ -238,6 +271,8 @@ class StoredEntryItem(pytest.Item):
             version_warning=settings.version_warning,
             max_label_flips=settings.max_label_flips,
             options=None if settings.trusted is None else {"trusted": settings.trusted},
+            loader=default_loader(settings.isolation),
+            max_memory=settings.max_memory,
         )
         self.stash.setdefault(CHECK_OUTCOMES_KEY, []).append(outcome)
         if outcome.kind is OutcomeKind.UNAVAILABLE:
@@ -278,6 +313,26 @@ def records_of(item: pytest.Item, roundtrip_outcomes: list[Outcome]) -> list[dic
     ]
 
 
+def isolation_line(records: list[Record]) -> str:
+    """How the stored artifacts were loaded, e.g. "loaded in: 31 forked children of a warm
+    loader", and why any was not (the fallback to one interpreter per artifact)."""
+    checks = [r.outcome for r in records if r.mode == "check" and "isolation" in r.outcome.details]
+    if not checks:
+        return ""
+    forked = sum(o.details["isolation"] == "fork" for o in checks)
+    parts = []
+    if forked:
+        parts.append(f"{forked} in forked children of a warm loader")
+    notes: dict[str, int] = {}
+    for outcome in checks:
+        if outcome.details["isolation"] != "fork":
+            note = outcome.details.get("isolation_note", "")
+            notes[note] = notes.get(note, 0) + 1
+    for note, count in notes.items():
+        parts.append(f"{count} in one interpreter each" + (f" ({note})" if note else ""))
+    return "isolation: " + ", ".join(parts)
+
+
 def records_from_report(report: pytest.TestReport) -> list[Record]:
     return [Record.from_dict(data) for data in getattr(report, REPORT_ATTRIBUTE, None) or []]
 
@@ -295,6 +350,7 @@ class PersistReporter:
         self.settings.records.extend(records_from_report(report))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        stop_default_loaders()
         if self.is_worker:
             return  # the xdist controller writes the reports
         from .report import write_json_report, write_markdown_report
@@ -312,6 +368,9 @@ class PersistReporter:
         from .report import summary_lines
 
         lines = summary_lines(self.settings.records)
+        isolation = isolation_line(self.settings.records)
+        if lines and isolation:
+            lines.insert(1, isolation)
         if lines:
             terminalreporter.section("pytest-persist")
             for line in lines:

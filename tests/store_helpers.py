@@ -58,7 +58,12 @@ MISBEHAVING = textwrap.dedent(
     import os, time
     import numpy as np
 
-    MODE = os.environ.get("MISBEHAVE", "")
+    # The loader's child gets a clean environment: a test that checks through the plugin
+    # writes the mode into misbehave_mode.txt beside this module instead.
+    _MODE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "misbehave_mode.txt")
+    MODE = os.environ.get("MISBEHAVE") or (
+        open(_MODE_FILE).read().strip() if os.path.exists(_MODE_FILE) else ""
+    )
 
 
     class Misbehaving:

@@ -176,7 +176,7 @@ def test_tampered_artifact_is_refused_without_loading(misbehaving, tmp_path):
     assert "sha256" in outcome.error and str(entry.artifact_path) in outcome.error
     assert outcome.details["refused"] is True
     assert not marker.exists()
-    assert "subprocess_seconds" not in outcome.details  # no loader was even started
+    assert "child_seconds" not in outcome.details  # no loader was even started
 
 
 def test_missing_class_is_a_load_error_without_warning(misbehaving, tmp_path):

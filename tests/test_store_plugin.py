@@ -198,13 +198,13 @@ def test_crashing_and_hanging_artifacts(run_suite, pytester, monkeypatch, iris):
     root = pytester.path / "store"
     store_model(root, misbehaving_model.Misbehaving().fit(X), X, None, test_id="t.py::test_crash")
     monkeypatch.setenv("PYTHONPATH", str(modules))
-    monkeypatch.setenv("MISBEHAVE", "abort")
+    (modules / "misbehave_mode.txt").write_text("abort")  # the loader's env is a clean one
     run = run_suite("def test_after():\n    pass\n", "--persist-load", "store")
     assert run.status("t.py::test_crash[pickle]") == "FAILED"
     assert run.status("test_after") == "PASSED"  # the session survived
     assert "crashed with SIGABRT while loading" in run.text
 
-    monkeypatch.setenv("MISBEHAVE", "hang")
+    (modules / "misbehave_mode.txt").write_text("hang")
     run = run_suite("", "--persist-load", "store", "--persist-load-timeout", "5")
     assert run.status("t.py::test_crash[pickle]") == "FAILED"
     assert "timed out after 5 s" in run.text

@@ -1,0 +1,334 @@
+"""The loaders behind ``--persist-load``, as users meet them: pytester runs over real stores of
+real models, with artifacts that crash, hang, allocate without bound, leak globals or read the
+environment (each one's misbehaviour is part of its pickled state)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+
+import pytest
+from sklearn.datasets import load_iris, make_classification
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.svm import SVC
+from store_helpers import store_model
+
+from pytest_persist.loader import (
+    DEFAULT_MAX_MEMORY,
+    clean_environment,
+    format_size,
+    parse_size,
+)
+
+FAULTY = textwrap.dedent(
+    """
+    import ctypes, json, os, resource, sys, time, warnings
+    import numpy as np
+
+
+    class Faulty:
+        '''A model whose loading (or predict) does what its ``mode`` says.'''
+
+        def __init__(self, mode="", path=""):
+            self.mode, self.path = mode, path
+
+        def fit(self, X, y=None):
+            return self
+
+        def get_params(self, deep=True):
+            return {}
+
+        def predict(self, X):
+            if self.mode == "predict-abort" and getattr(self, "loaded_", False):
+                os.abort()
+            return np.asarray(X).sum(axis=1)
+
+        def __setstate__(self, state):
+            self.__dict__.update(state)
+            self.loaded_ = True
+            mode = self.mode
+            if mode == "abort":
+                os.abort()
+            if mode == "segfault":
+                ctypes.string_at(0)
+            if mode == "hang":
+                time.sleep(3600)
+            if mode == "hog":
+                blocks = []
+                while True:
+                    blocks.append(np.ones(64 * 1024**2, dtype=np.uint8))
+            if mode == "leak":
+                import sklearn
+                sklearn.LEAKED_BY_AN_ARTIFACT = True
+                warnings.simplefilter("error")
+                np.set_printoptions(precision=2)
+                os.environ["LEAKED_VARIABLE"] = "1"
+            if mode in ("leak", "record"):
+                import sklearn
+                seen = {
+                    "module_attribute": hasattr(sklearn, "LEAKED_BY_AN_ARTIFACT"),
+                    "first_warning_filter": str(warnings.filters[0][0]) if warnings.filters else "",
+                    "n_warning_filters": len(warnings.filters),
+                    "numpy_precision": np.get_printoptions()["precision"],
+                    "environment_variable": os.environ.get("LEAKED_VARIABLE"),
+                    "server_pid": os.getppid(),
+                }
+                with open(self.path, "a") as handle:
+                    handle.write(json.dumps(seen) + "\\n")
+            if mode == "environ":
+                with open("/proc/self/environ", "rb") as handle:
+                    initial = handle.read().decode(errors="replace").split("\\0")
+                report = {
+                    "environ": dict(os.environ),
+                    "initial_environ": [item.split("=", 1)[0] for item in initial if item],
+                    "cwd": os.getcwd(),
+                    "data_limit": resource.getrlimit(resource.RLIMIT_DATA)[0],
+                    "cpu_limit": resource.getrlimit(resource.RLIMIT_CPU)[0],
+                    "fsize_limit": resource.getrlimit(resource.RLIMIT_FSIZE)[0],
+                }
+                with open(self.path, "w") as handle:
+                    json.dump(report, handle)
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def iris():
+    return load_iris(return_X_y=True)
+
+
+@pytest.fixture
+def faulty(pytester, monkeypatch):
+    """``make(name, mode, path="")``: store a Faulty artifact as test ``t.py::test_<name>``."""
+    (pytester.path / "faulty_model.py").write_text(FAULTY)
+    monkeypatch.syspath_prepend(str(pytester.path))
+    import faulty_model
+
+    X = load_iris(return_X_y=True)[0][:20]
+
+    def make(name: str, mode: str, path: str = "") -> None:
+        store_model(
+            pytester.path / "store",
+            faulty_model.Faulty(mode, path).fit(X),
+            X,
+            None,
+            test_id=f"t.py::test_{name}",
+        )
+
+    yield make
+    import sys
+
+    sys.modules.pop("faulty_model", None)
+
+
+def _good(pytester, iris, name: str) -> None:
+    X, y = iris
+    model = LogisticRegression(max_iter=300).fit(X, y)
+    store_model(pytester.path / "store", model, X, y, test_id=f"t.py::test_{name}")
+
+
+def _records(pytester, name: str = "r.json") -> dict[str, dict]:
+    report = json.loads((pytester.path / name).read_text())
+    return {r["test_id"]: r for r in report["records"]}
+
+
+@pytest.mark.parametrize("isolation", ["fork", "process"])
+def test_faults_are_contained_each_to_its_artifact(run_suite, pytester, faulty, iris, isolation):
+    _good(pytester, iris, "a_good")
+    faulty("b_abort", "abort")
+    faulty("c_segfault", "segfault")
+    faulty("d_hang", "hang")
+    faulty("e_hog", "hog")
+    faulty("f_predict_abort", "predict-abort")
+    _good(pytester, iris, "g_good")
+    # A fresh interpreter needs its timeout to import scikit-learn (10-30 s on a busy machine).
+    timeout = 6 if isolation == "fork" else 60
+    started = time.monotonic()
+    run = run_suite(
+        "",
+        "--persist-load=store",
+        f"--persist-load-isolation={isolation}",
+        f"--persist-load-timeout={timeout}",
+        "--persist-load-max-memory=1GiB",
+        "--persist-report=r.json",
+    )
+    elapsed = time.monotonic() - started
+    assert run.result.ret == 1, run.text
+    assert run.status("t.py::test_a_good[pickle]") == "PASSED"
+    assert run.status("t.py::test_g_good[pickle]") == "PASSED"  # checked after every fault
+    records = _records(pytester)
+    assert len(records) == 7
+    errors = {test_id.split("test_", 1)[1]: r["error"] for test_id, r in records.items()}
+    kinds = {test_id.split("test_", 1)[1]: r["kind"] for test_id, r in records.items()}
+    assert kinds == {
+        "a_good": "passed",
+        "b_abort": "load_error",
+        "c_segfault": "load_error",
+        "d_hang": "load_error",
+        "e_hog": "load_error",
+        "f_predict_abort": "method_error",
+        "g_good": "passed",
+    }
+    assert "crashed with SIGABRT while loading" in errors["b_abort"]
+    assert "crashed with SIGSEGV while loading" in errors["c_segfault"]
+    assert f"timed out after {timeout} s while loading" in errors["d_hang"]
+    assert "exceeded the memory limit of 1 GiB" in errors["e_hog"]
+    assert "predict" in errors["f_predict_abort"] and "SIGABRT" in errors["f_predict_abort"]
+    segfault = records["t.py::test_c_segfault"]["details"]
+    assert "Fatal Python error: Segmentation fault" in segfault["stderr"]  # faulthandler
+    assert "__setstate__" in segfault["stderr"]  # ...with the Python stack
+    assert {r["details"]["isolation"] for r in records.values()} == {isolation}
+    assert elapsed < timeout + 300  # the hang cost its timeout, not an hour
+    if isolation == "process":
+        assert "isolation: 7 in one interpreter each (--persist-load-isolation=process)" in run.text
+    else:
+        assert "isolation: 7 in forked children of a warm loader" in run.text
+
+
+def test_nothing_leaks_from_one_artifact_into_the_next(run_suite, pytester, faulty):
+    seen = pytester.path / "seen.jsonl"
+    faulty("a_record", "record", str(seen))
+    faulty("b_leak", "leak", str(seen))
+    faulty("c_record", "record", str(seen))
+    run = run_suite("", "--persist-load=store")
+    assert run.result.ret == 0, run.text
+    before, leaking, after = [json.loads(line) for line in seen.read_text().splitlines()]
+    for key in ("server_pid",):
+        before.pop(key), leaking.pop(key), after.pop(key)
+    assert leaking == {  # the changes took effect where they were made...
+        "module_attribute": True,
+        "first_warning_filter": "error",
+        "n_warning_filters": before["n_warning_filters"] + 1,
+        "numpy_precision": 2,
+        "environment_variable": "1",
+    }
+    assert after == before  # ...and the next artifact sees none of them
+    assert before["module_attribute"] is False and before["environment_variable"] is None
+    assert before["numpy_precision"] == 8
+
+
+@pytest.mark.parametrize("isolation", ["fork", "process"])
+def test_children_get_a_clean_environment_limits_and_their_own_cwd(
+    run_suite, pytester, faulty, monkeypatch, isolation
+):
+    seen = pytester.path / "environ.json"
+    faulty("environ", "environ", str(seen))
+    monkeypatch.setenv("MY_API_TOKEN", "hunter2")
+    monkeypatch.setenv("PYTEST_PERSIST_KEY", "signing-key")
+    monkeypatch.setenv("SOME_PROJECT_SETTING", "x")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    run = run_suite(
+        "",
+        "--persist-load=store",
+        f"--persist-load-isolation={isolation}",
+        "--persist-load-timeout=30",
+        "--persist-load-max-memory=3GiB",
+    )
+    assert run.result.ret == 0, run.text
+    report = json.loads(seen.read_text())
+    for name in ("MY_API_TOKEN", "PYTEST_PERSIST_KEY", "SOME_PROJECT_SETTING"):
+        assert name not in report["environ"]
+        assert name not in report["initial_environ"]  # not even in /proc/self/environ
+    assert report["environ"]["OMP_NUM_THREADS"] == "2"
+    assert report["environ"]["LC_ALL"] == "C.UTF-8"
+    assert "PATH" in report["environ"] and "HOME" in report["environ"]
+    assert "pytest-persist-check-" in report["cwd"] and str(pytester.path) not in report["cwd"]
+    assert report["data_limit"] == 3 * 1024**3
+    assert 30 <= report["cpu_limit"] < 10_000
+    assert report["fsize_limit"] > 0
+
+
+def test_thread_pools_work_in_forked_children(run_suite, pytester):
+    X, y = make_classification(n_samples=400, n_features=12, random_state=0)
+    root = pytester.path / "store"
+    for name, model in {
+        "forest": RandomForestClassifier(n_estimators=30, n_jobs=2, random_state=0),
+        "hist_gradient_boosting": HistGradientBoostingClassifier(max_iter=30, random_state=0),
+        "svc": SVC(),
+    }.items():
+        store_model(root, model.fit(X, y), X, y, backend="joblib", test_id=f"t.py::test_{name}")
+    run = run_suite("", "--persist-load=store", "--persist-report=r.json")
+    assert run.result.ret == 0, run.text
+    records = _records(pytester)
+    assert [r["kind"] for r in records.values()] == ["passed"] * 3
+    assert all(r["details"]["isolation"] == "fork" for r in records.values())
+    assert "decision_function" in records["t.py::test_svc"]["compared_methods"]
+
+
+def test_under_xdist_each_worker_has_its_own_loader(run_suite, pytester, faulty, iris):
+    seen = pytester.path / "seen.jsonl"
+    for index in range(4):
+        faulty(f"record_{index}", "record", str(seen))
+        _good(pytester, iris, f"good_{index}")
+    faulty("z_abort", "abort")
+    run = run_suite("", "--persist-load=store", "-n", "2", "--persist-report=r.json")
+    assert run.result.ret == 1, run.text
+    records = _records(pytester)
+    assert len(records) == 9
+    kinds = sorted(r["kind"] for r in records.values())
+    assert kinds == ["load_error"] + ["passed"] * 8
+    assert "crashed with SIGABRT" in records["t.py::test_z_abort"]["error"]
+    servers = {json.loads(line)["server_pid"] for line in seen.read_text().splitlines()}
+    assert len(servers) == 2  # two workers, two loaders
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "message"),
+    [
+        (["--persist-load-max-memory=lots"], "", "--persist-load-max-memory: 'lots' is not a size"),
+        ([], "[pytest]\npersist_load_max_memory = 12 parsecs\n", "persist_load_max_memory: '12"),
+        (["--persist-load-max-memory=1MB"], "", "below 64 MiB"),
+        ([], "[pytest]\npersist_load_isolation = thread\n", "persist_load_isolation = 'thread'"),
+    ],
+)
+def test_bad_loader_options_are_usage_errors(pytester, args, ini, message):
+    (pytester.path / "store").mkdir()
+    if ini:
+        pytester.makeini(ini)
+    result = pytester.runpytest_subprocess("--persist-load=store", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+
+
+def test_sizes():
+    assert parse_size("2GiB") == 2 * 1024**3 == parse_size("2G") == parse_size("2 gib")
+    assert parse_size("512MB") == 512 * 1000**2
+    assert parse_size("1.5GiB") == 3 * 1024**3 // 2
+    assert parse_size("none") is parse_size("0") is None
+    assert format_size(DEFAULT_MAX_MEMORY) == "4 GiB"
+    assert format_size(512 * 1000**2) == "512 MB" and format_size(3 * 1024**3 // 2) == "1.5 GiB"
+    with pytest.raises(ValueError, match="not a size"):
+        parse_size("4 gigs")
+
+
+def test_clean_environment_keeps_what_libraries_need():
+    env = clean_environment(
+        {
+            "PATH": "/bin",
+            "HOME": "/root",
+            "LANG": "C.UTF-8",
+            "OPENBLAS_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "PYTHONPATH": "/src",
+            "GITHUB_TOKEN": "t",
+            "AWS_SECRET_ACCESS_KEY": "s",
+            "PYTHON_KEYRING_PASSWORD": "p",
+            "DB_CREDENTIALS": "c",
+            "PYTEST_PERSIST_KEY": "k",
+            "UNRELATED": "u",
+        }
+    )
+    assert env == {
+        "PATH": "/bin",
+        "HOME": "/root",
+        "LANG": "C.UTF-8",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONPATH": "/src",
+    }
+    assert clean_environment({"UNRELATED": "u", "MY_TOKEN": "t"}, keep_all=True) == {
+        "UNRELATED": "u"
+    }
