@@ -136,7 +136,7 @@ def check_entry(
         "max_label_flips": max_label_flips,
     }
     check_dtype = backend.preserves_objects if check_dtype is None else check_dtype
-    if python is not None and os.path.realpath(python) != os.path.realpath(sys.executable):
+    if python is not None and os.path.abspath(python) != os.path.abspath(sys.executable):
         loader = ProcessLoader(python, note=f"python={python} is another interpreter")
     elif loader is None:
         loader = default_loader()

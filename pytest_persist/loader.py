@@ -469,23 +469,38 @@ class ForkLoader:
     # -- one artifact
 
     def run(self, workdir: Path, *, timeout: float, child_env: dict[str, str]) -> ChildExit:
-        try:
-            self.wait_ready()
-        except LoaderUnavailable as exc:
-            note = f"{exc}; this artifact was loaded in its own interpreter"
-            return ProcessLoader(note=note).run(workdir, timeout=timeout, child_env=child_env)
+        request = (json.dumps({"workdir": str(workdir), "timeout": timeout}) + "\n").encode()
+        for _attempt in (1, 2):  # a server that died since the last check is restarted once
+            if self._process is not None and self._process.poll() is not None:
+                self._reset()
+            try:
+                self.wait_ready()
+            except LoaderUnavailable as exc:
+                note = f"{exc}; this artifact was loaded in its own interpreter"
+                return ProcessLoader(note=note).run(workdir, timeout=timeout, child_env=child_env)
+            ended = self._run_once(request, timeout)
+            if ended is not None:
+                return ended
+            self._reset()  # it died before forking this artifact's child
+        return ChildExit(None, False, self.isolation, "the fork loader died")
+
+    def _run_once(self, request: bytes, timeout: float) -> ChildExit | None:
+        """The child's end; None when the server was gone before it forked the child."""
         assert self._process is not None and self._process.stdin is not None
-        request = {"workdir": str(workdir), "timeout": timeout}
         pid = None
         try:
-            self._process.stdin.write((json.dumps(request) + "\n").encode())
-            self._process.stdin.flush()
+            try:
+                self._process.stdin.write(request)
+                self._process.stdin.flush()
+            except OSError:  # BrokenPipeError: the server is gone
+                return None
             deadline = time.monotonic() + timeout + _MARGIN
             while True:
                 message = self._read_message(deadline)
                 if message is None:  # the server died or stopped answering
-                    if pid is not None:
-                        _kill_group(pid)
+                    if pid is None:
+                        return None
+                    _kill_group(pid)
                     self._reset()
                     timed_out = time.monotonic() >= deadline
                     return ChildExit(None, timed_out, self.isolation, "the fork loader died")
