@@ -214,6 +214,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=2, help="repetitions of (a) and (b)")
     parser.add_argument("--skip-process", action="store_true", help="do not measure (c)")
+    parser.add_argument(
+        "--process-sample",
+        type=int,
+        default=0,
+        help="measure (c) on the first N entries only (a busy machine imports scikit-learn "
+        "in up to a minute) and compare per-artifact medians; 0: the whole store",
+    )
     parser.add_argument("--timeout", type=float, default=10.0, help="for the fault cases")
     options = parser.parse_args()
 
@@ -245,11 +252,29 @@ def main() -> None:
         print(f"(a) hand loop, one interpreter:      {a:7.2f} s (median of {options.reps})")
         print(f"(b) pytest --persist-load, fork:     {b:7.2f} s  = {b / a:.2f}x (a)")
         if not options.skip_process:
-            wall_c, code, _, records, out = run_pytest(
-                store, workdir, "--persist-load-isolation=process"
+            sample, n = store, count
+            if options.process_sample:
+                sample = workdir / "sample"
+                sample.mkdir()
+                for directory in sorted(store.iterdir())[: options.process_sample]:
+                    shutil.copytree(directory, sample / directory.name)
+                n = options.process_sample
+            wall_c, code, times_c, records, out = run_pytest(
+                sample, workdir, "--persist-load-isolation=process"
             )
-            assert code == 0 and len(records) == count, out
-            print(f"(c) pytest --persist-load, process:  {wall_c:7.2f} s  = {wall_c / a:.2f}x (a)")
+            assert code == 0 and len(records) == n, out
+            if n == count:
+                print(
+                    f"(c) pytest --persist-load, process:  {wall_c:7.2f} s  = {wall_c / a:.2f}x (a)"
+                )
+            else:
+                fork_item = statistics.median(times[name] for name in times_c)
+                process_item = statistics.median(times_c.values())
+                print(
+                    f"(c) process isolation on {n} entries: {wall_c:.2f} s; median per artifact "
+                    f"{process_item:.2f} s against {fork_item:.3f} s forked "
+                    f"({process_item / fork_item:.0f}x)"
+                )
         print(
             f"per-artifact cost beyond load + calls (b): median "
             f"{statistics.median(per_artifact) * 1000:.0f} ms; load + calls themselves: median "
