@@ -87,7 +87,7 @@ def check_entry(
     ``load_error``); ``options`` override the backend options stored with the entry (e.g.
     this environment's skops ``trusted``).
     """
-    loaded_environment = environment_fingerprint()
+    loaded_environment = _this_environment()
     outcome = Outcome(
         kind=OutcomeKind.PASSED,
         estimator=entry.estimator_name,
@@ -136,7 +136,7 @@ def check_entry(
         "max_label_flips": max_label_flips,
     }
     check_dtype = backend.preserves_objects if check_dtype is None else check_dtype
-    if python is not None and os.path.realpath(python) != os.path.realpath(sys.executable):
+    if python is not None and os.path.abspath(python) != os.path.abspath(sys.executable):
         loader = ProcessLoader(python, note=f"python={python} is another interpreter")
     elif loader is None:
         loader = default_loader()
@@ -229,6 +229,18 @@ def check_entry(
     if any(not d.tolerated for d in outcome.differences):
         return _finish(outcome, OutcomeKind.MISMATCH, "")
     return outcome
+
+
+_ENVIRONMENT: dict[int, dict[str, str]] = {}
+
+
+def _this_environment() -> dict[str, str]:
+    """This process's environment fingerprint, read once (reading distribution metadata
+    takes ~0.1 s, too much to pay per artifact)."""
+    pid = os.getpid()
+    if pid not in _ENVIRONMENT:
+        _ENVIRONMENT[pid] = environment_fingerprint()
+    return dict(_ENVIRONMENT[pid])
 
 
 def _finish(outcome: Outcome, kind: OutcomeKind, error: str) -> Outcome:
@@ -368,10 +380,12 @@ def run_child(workdir: Path, *, replace_environ: bool) -> int:
     environment of ``request.json``, load, compute the stored methods, write the results."""
     request = json.loads((workdir / _REQUEST).read_text(encoding="utf-8"))
     enter_child(request.get("child", {}), replace_environ=replace_environ)
-    phase_file = workdir / _PHASE
+    phase_fd = os.open(workdir / _PHASE, os.O_WRONLY | os.O_CREAT, 0o600)
 
-    def phase(name: str) -> None:
-        phase_file.write_text(name, encoding="utf-8")
+    def phase(name: str) -> None:  # one descriptor, rewritten in place: cheap per method
+        data = name.encode()
+        os.pwrite(phase_fd, data, 0)
+        os.ftruncate(phase_fd, len(data))
 
     phase("start")
     result: dict[str, Any] = {"load_error": None, "method_errors": {}, "methods": []}
@@ -445,11 +459,26 @@ def run_child(workdir: Path, *, replace_environ: bool) -> int:
             continue
         outputs[method] = got[method]
     phase("write")
-    outputs_codec.write(workdir / _OUTPUTS, workdir / _OUTPUTS_DESCRIPTION, {"outputs": outputs})
+    _write_outputs(workdir, outputs)
     result["methods"] = list(outputs)
     _write_result(workdir, result)
     phase("done")
     return 0
+
+
+def _write_outputs(workdir: Path, outputs: dict[str, Any]) -> None:
+    """What ``outputs_codec.write`` writes, without its fsync: the parent reads these files
+    before the temporary directory goes, durability is not needed."""
+    import numpy as np
+
+    from . import outputs_codec
+
+    arrays, description = outputs_codec.encode({"outputs": outputs})
+    with open(workdir / _OUTPUTS, "wb") as handle:
+        np.savez(handle, **arrays)
+    (workdir / _OUTPUTS_DESCRIPTION).write_text(
+        json.dumps(description, allow_nan=False), encoding="utf-8"
+    )
 
 
 def _write_result(workdir: Path, result: dict[str, Any]) -> None:

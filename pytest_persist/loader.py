@@ -100,6 +100,9 @@ PRELOAD = (
     "onnxruntime",
     "pandas",
     # the child-side work itself
+    "resource",
+    "zipfile",
+    "encodings.cp437",
     "pytest_persist.isolated_load",
     "pytest_persist.backends",
     "pytest_persist.compare",
@@ -466,23 +469,38 @@ class ForkLoader:
     # -- one artifact
 
     def run(self, workdir: Path, *, timeout: float, child_env: dict[str, str]) -> ChildExit:
-        try:
-            self.wait_ready()
-        except LoaderUnavailable as exc:
-            note = f"{exc}; this artifact was loaded in its own interpreter"
-            return ProcessLoader(note=note).run(workdir, timeout=timeout, child_env=child_env)
+        request = (json.dumps({"workdir": str(workdir), "timeout": timeout}) + "\n").encode()
+        for _attempt in (1, 2):  # a server that died since the last check is restarted once
+            if self._process is not None and self._process.poll() is not None:
+                self._reset()
+            try:
+                self.wait_ready()
+            except LoaderUnavailable as exc:
+                note = f"{exc}; this artifact was loaded in its own interpreter"
+                return ProcessLoader(note=note).run(workdir, timeout=timeout, child_env=child_env)
+            ended = self._run_once(request, timeout)
+            if ended is not None:
+                return ended
+            self._reset()  # it died before forking this artifact's child
+        return ChildExit(None, False, self.isolation, "the fork loader died")
+
+    def _run_once(self, request: bytes, timeout: float) -> ChildExit | None:
+        """The child's end; None when the server was gone before it forked the child."""
         assert self._process is not None and self._process.stdin is not None
-        request = {"workdir": str(workdir), "timeout": timeout}
         pid = None
         try:
-            self._process.stdin.write((json.dumps(request) + "\n").encode())
-            self._process.stdin.flush()
+            try:
+                self._process.stdin.write(request)
+                self._process.stdin.flush()
+            except OSError:  # BrokenPipeError: the server is gone
+                return None
             deadline = time.monotonic() + timeout + _MARGIN
             while True:
                 message = self._read_message(deadline)
                 if message is None:  # the server died or stopped answering
-                    if pid is not None:
-                        _kill_group(pid)
+                    if pid is None:
+                        return None
+                    _kill_group(pid)
                     self._reset()
                     timed_out = time.monotonic() >= deadline
                     return ChildExit(None, timed_out, self.isolation, "the fork loader died")
@@ -563,7 +581,13 @@ atexit.register(stop_default_loaders)
 
 
 def serve(preload: list[str]) -> int:
-    """Import ``preload``, then fork one child per request line until stdin closes."""
+    """Import ``preload``, then run one forked child per request line until stdin closes.
+
+    The next child is forked ahead (a *spare*, waiting for its request on a pipe) while the
+    parent compares the last one's outputs, and a child reports "done" on another pipe once
+    its result is written, before it exits: neither the fork nor the exit of a process with
+    scikit-learn mapped is on the way of the next check.
+    """
     protocol = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)  # whatever an import prints goes to the log, not into the protocol
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it
@@ -583,35 +607,76 @@ def serve(preload: list[str]) -> int:
         "not_preloaded": failed,
         "threads": _thread_count(),
     }
+    import gc
+
+    gc.collect()
+    gc.freeze()  # the collector of a child does not touch (and so copy) the server's objects
     protocol.write(json.dumps(ready) + "\n")
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        request = json.loads(line)
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            _child(request, protocol.fileno())
-        protocol.write(json.dumps({"started": pid}) + "\n")
-        returncode, timed_out = _wait(pid, float(request["timeout"]))
-        protocol.write(
-            json.dumps({"pid": pid, "returncode": returncode, "timed_out": timed_out}) + "\n"
-        )
+    finishing: list[int] = []  # children that said done and may still be exiting
+    spare = _fork_spare(protocol.fileno())
+    try:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            request = json.loads(line)
+            pid, request_fd, done_fd = spare
+            with contextlib.suppress(OSError):  # a spare that died: its status says how
+                os.write(request_fd, line.encode())
+            os.close(request_fd)
+            protocol.write(json.dumps({"started": pid}) + "\n")
+            returncode, timed_out, exiting = _wait(pid, done_fd, float(request["timeout"]))
+            os.close(done_fd)
+            protocol.write(
+                json.dumps({"pid": pid, "returncode": returncode, "timed_out": timed_out}) + "\n"
+            )
+            if exiting:
+                finishing.append(pid)
+            spare = _fork_spare(protocol.fileno())
+            finishing = _reap(finishing)
+    finally:
+        pid, request_fd, done_fd = spare
+        os.close(request_fd)  # EOF: the spare exits without doing anything
+        os.close(done_fd)
+        for child in [*finishing, pid]:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(child, 0)
+            _kill_group(child)
     return 0
 
 
-def _child(request: dict[str, Any], protocol_fd: int) -> None:
+def _fork_spare(protocol_fd: int) -> tuple[int, int, int]:
+    """Fork a child that waits for its request; returns (pid, request fd, done fd)."""
+    request_read, request_write = os.pipe()
+    done_read, done_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(request_write)
+        os.close(done_read)
+        _child(request_read, done_write, protocol_fd)  # never returns
+    os.close(request_read)
+    os.close(done_write)
+    return pid, request_write, done_read
+
+
+def _child(request_fd: int, done_fd: int, protocol_fd: int) -> None:
     code = 70
     try:
         os.setsid()  # its own process group: a timeout kills whatever it started too
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)  # not the server's stdin
+        os.close(null)
+        os.close(protocol_fd)
+        with os.fdopen(request_fd, "rb") as pipe:
+            line = pipe.read()
+        if not line:
+            os._exit(0)  # the server is stopping
+        request = json.loads(line)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         workdir = Path(request["workdir"])
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
         err = os.open(workdir / "stderr.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(err, 1)
         os.dup2(err, 2)
-        for fd in (null, err, protocol_fd):
-            os.close(fd)
+        os.close(err)
         import faulthandler
 
         faulthandler.enable()  # a crash prints the Python stack into stderr.txt
@@ -619,6 +684,11 @@ def _child(request: dict[str, Any], protocol_fd: int) -> None:
         from .isolated_load import run_child
 
         code = run_child(workdir, replace_environ=True)
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        if code == 0:
+            os.write(done_fd, b"0")  # the result is written; what remains is the exit
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
@@ -640,40 +710,51 @@ def _reseed() -> None:
             numpy.random.seed()
 
 
-def _wait(pid: int, timeout: float) -> tuple[int | None, bool]:
-    """Wait for ``pid`` up to ``timeout``; kill its process group when it runs over. Returns
-    (returncode, negative for a signal; timed out)."""
+def _wait(pid: int, done_fd: int, timeout: float) -> tuple[int | None, bool, bool]:
+    """Wait for ``pid`` to report done, or to end, up to ``timeout``; kill its process group
+    when it runs over. Returns (returncode, negative for a signal; timed out; still exiting)."""
     deadline = time.monotonic() + timeout
     pidfd = None
     with contextlib.suppress(AttributeError, OSError):
         pidfd = os.pidfd_open(pid)
-    timed_out = False
     try:
-        delay = 0.001
+        watched = [done_fd] if pidfd is None else [done_fd, pidfd]
         while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                timed_out = True
                 _kill_group(pid)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)  # in case it had not reached setsid
-                _, status = os.waitpid(pid, 0)
-                break
-            if pidfd is not None:
-                select.select([pidfd], [], [], remaining)
-            else:
-                time.sleep(min(delay, remaining))
-                delay = min(delay * 2, 0.05)
+                os.waitpid(pid, 0)
+                _kill_group(pid)
+                return None, True, False
+            readable, _, _ = select.select(watched, [], [], min(remaining, 0.05))
+            if done_fd in readable:
+                if os.read(done_fd, 1) == b"0":
+                    return 0, False, True
+                watched = [w for w in watched if w != done_fd]  # EOF: it is ending
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                _kill_group(pid)  # whatever the artifact left running
+                return os.waitstatus_to_exitcode(status), False, False
     finally:
         if pidfd is not None:
             os.close(pidfd)
-    _kill_group(pid)  # whatever the artifact left running
-    if timed_out:
-        return None, True
-    return os.waitstatus_to_exitcode(status), False
+
+
+def _reap(pids: list[int]) -> list[int]:
+    """The children of ``pids`` not yet ended; those that ended lose what they left running."""
+    running = []
+    for pid in pids:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _kill_group(pid)
+        else:
+            running.append(pid)
+    return running
 
 
 def _thread_count() -> int | None:

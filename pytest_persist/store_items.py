@@ -370,7 +370,7 @@ class PersistReporter:
         lines = summary_lines(self.settings.records)
         isolation = isolation_line(self.settings.records)
         if lines and isolation:
-            lines.insert(1, isolation)
+            lines.append(isolation)
         if lines:
             terminalreporter.section("pytest-persist")
             for line in lines:

@@ -230,3 +230,33 @@ def test_versions_show_what_changed(iris, tmp_path):
     assert outcome.versions["scikit-learn"] == sklearn.__version__
     assert "joblib" in outcome.versions
     assert outcome.details["saved_environment"]["numpy"] == "1.26.4"
+
+
+def test_a_loader_that_died_is_restarted(iris, tmp_path):
+    import signal
+
+    from pytest_persist.loader import ForkLoader
+
+    X, y = iris
+    entry = store_model(tmp_path / "store", LogisticRegression(max_iter=500).fit(X, y), X, y)
+    loader = ForkLoader()
+    try:
+        first = check_entry(entry, registry=REGISTRY, loader=loader)
+        assert first.kind is OutcomeKind.PASSED and first.details["isolation"] == "fork"
+        server = loader.ready_info["pid"]
+        os.kill(server, signal.SIGKILL)
+        again = check_entry(entry, registry=REGISTRY, loader=loader)
+        assert again.kind is OutcomeKind.PASSED, again.message()
+        assert loader.ready_info["pid"] != server
+    finally:
+        loader.stop()
+
+
+def test_another_interpreter_falls_back_to_one_process_per_artifact(iris, tmp_path):
+    X, y = iris
+    entry = store_model(tmp_path / "store", LogisticRegression(max_iter=500).fit(X, y), X, y)
+    other = os.path.join(os.path.dirname(sys.executable), "python3")
+    outcome = check_entry(entry, registry=REGISTRY, python=other)
+    assert outcome.kind is OutcomeKind.PASSED, outcome.message()
+    assert outcome.details["isolation"] == "process"
+    assert "is another interpreter" in outcome.details["isolation_note"]
