@@ -18,7 +18,8 @@ import pytest
 from .isolated_load import DEFAULT_TIMEOUT, check_entry
 from .outcome import Outcome, OutcomeKind
 from .report import Record
-from .store import StoredEntry, StoreError, entry_dirs, read_entry, save_entry
+from .signing import SigningKey, SigningKeyError, TrustPolicy, own_key
+from .store import StoredEntry, StoreError, entry_dirs, entry_name, read_entry, save_entry
 
 STORE_SETTINGS_KEY = pytest.StashKey["StoreSettings"]()
 #: The outcome of a stored-entry item, read by the report hooks.
@@ -41,6 +42,8 @@ class StoreSettings:
     registry: Any = None
     max_label_flips: float | None = None  # None: what the saving test allowed
     trusted: list[str] | None = None  # this environment's skops allowlist, if any
+    signing_key: SigningKey | None = None  # what --persist-save signs with
+    trust: TrustPolicy | None = None  # what --persist-load trusts
     environment: dict[str, str] = field(default_factory=dict)
     records: list[Record] = field(default_factory=list)
 
@@ -87,7 +90,32 @@ def store_settings(
             entry_dirs(settings.load_dir)
         except StoreError as exc:
             raise pytest.UsageError(f"--persist-load: {exc}") from None
+    _read_keys(config, settings)
     return settings
+
+
+def _read_keys(config: pytest.Config, settings: StoreSettings) -> None:
+    """The signing key (saving) and the trusted keys (loading); a key that cannot be used is
+    a usage error naming it, before anything is saved or loaded."""
+    key_file = config.getoption("persist_key_file") or config.getini("persist_key_file") or None
+    key_file = str(Path(key_file).expanduser()) if key_file else None
+    trust_files = list(config.getoption("persist_trust_key") or [])
+    if not trust_files:
+        trust_files = [str(Path(p).expanduser()) for p in config.getini("persist_trust_keys")]
+    try:
+        if settings.save_dir is not None:
+            settings.signing_key = own_key(key_file, create=True)
+        if settings.load_dir is not None:
+            settings.trust = TrustPolicy.from_options(
+                key_file=key_file,
+                trust_key_files=trust_files,
+                allow_unsigned=bool(config.getoption("persist_trust_unsigned")),
+            )
+    except SigningKeyError as exc:
+        raise pytest.UsageError(
+            f"pytest-persist signing key (--persist-key-file / --persist-trust-key / "
+            f"PYTEST_PERSIST_KEY): {exc}"
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -119,6 +147,9 @@ class RoundtripSaver:
         __tracebackhide__ = True
         assert self.settings.save_dir is not None
         test_id = self.node.nodeid if call_index <= 1 else f"{self.node.nodeid}#{call_index}"
+        # One test id runs in one process at a time, so nobody else publishes this entry now.
+        replaced = (self.settings.save_dir / entry_name(test_id, outcome.backend)).is_dir()
+        untrusted = outcome.details.get("untrusted_types")
         try:
             path = save_entry(
                 self.settings.save_dir,
@@ -135,6 +166,8 @@ class RoundtripSaver:
                 extra=dict(self.extra) or None,
                 backend_options=backend_options,
                 comparison=outcome.comparison,
+                untrusted_types=untrusted if isinstance(untrusted, list) else None,
+                key=self.settings.signing_key,
             )
         except (StoreError, TypeError, ValueError, OSError) as exc:
             pytest.fail(
@@ -143,6 +176,7 @@ class RoundtripSaver:
                 pytrace=False,
             )
         outcome.details["saved_to"] = str(path)
+        outcome.details["replaced"] = replaced
 
     def test_source(self) -> str | None:
         if self._source is None:
@@ -238,6 +272,7 @@ class StoredEntryItem(pytest.Item):
             version_warning=settings.version_warning,
             max_label_flips=settings.max_label_flips,
             options=None if settings.trusted is None else {"trusted": settings.trusted},
+            trust=settings.trust,
         )
         self.stash.setdefault(CHECK_OUTCOMES_KEY, []).append(outcome)
         if outcome.kind is OutcomeKind.UNAVAILABLE:
@@ -326,3 +361,33 @@ class PersistReporter:
         ]
         for option, path in written:
             terminalreporter.write_line(f"pytest-persist: {option} written to {path}")
+        for line in trust_lines(self.settings):
+            terminalreporter.write_line(line)
+
+
+def trust_lines(settings: StoreSettings) -> list[str]:
+    """How many entries were saved (and replaced); which were loaded without a trusted
+    signature because of --persist-trust-unsigned."""
+    lines = []
+    saved = [
+        r for r in settings.records if r.mode == "roundtrip" and "saved_to" in r.outcome.details
+    ]
+    if saved and settings.save_dir is not None:
+        replaced = sum(bool(r.outcome.details.get("replaced")) for r in saved)
+        lines.append(
+            f"pytest-persist: saved {len(saved)} artifacts to {settings.save_dir} "
+            f"({replaced} replaced)"
+        )
+    unsigned = [
+        r for r in settings.records if r.mode == "check" and "trust_warning" in r.outcome.details
+    ]
+    if unsigned:
+        lines.append(
+            f"pytest-persist: {len(unsigned)} stored artifact(s) loaded WITHOUT a trusted "
+            "signature (--persist-trust-unsigned):"
+        )
+        lines.extend(
+            f"  {r.outcome.test_id} [{r.outcome.backend}]: {r.outcome.details['trust_warning']}"
+            for r in unsigned
+        )
+    return lines
