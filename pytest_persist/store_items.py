@@ -373,10 +373,11 @@ def trust_lines(settings: StoreSettings) -> list[str]:
         r for r in settings.records if r.mode == "roundtrip" and "saved_to" in r.outcome.details
     ]
     if saved and settings.save_dir is not None:
-        replaced = sum(bool(r.outcome.details.get("replaced")) for r in saved)
+        # by entry: a record can reach the controller more than once (subtests)
+        replaced = {r.outcome.details["saved_to"]: r.outcome.details.get("replaced") for r in saved}
         lines.append(
-            f"pytest-persist: saved {len(saved)} artifacts to {settings.save_dir} "
-            f"({replaced} replaced)"
+            f"pytest-persist: saved {len(replaced)} artifacts to {settings.save_dir} "
+            f"({sum(bool(v) for v in replaced.values())} replaced)"
         )
     unsigned = [
         r for r in settings.records if r.mode == "check" and "trust_warning" in r.outcome.details
