@@ -97,7 +97,10 @@ def store_settings(
 def _read_keys(config: pytest.Config, settings: StoreSettings) -> None:
     """The signing key (saving) and the trusted keys (loading); a key that cannot be used is
     a usage error naming it, before anything is saved or loaded."""
-    key_file = config.getoption("persist_key_file") or config.getini("persist_key_file") or None
+    key_file = config.getoption("persist_key_file")
+    if not key_file and config.getini("persist_key_file"):  # relative to the ini file
+        base = config.inipath.parent if config.inipath else config.rootpath
+        key_file = str(base / Path(config.getini("persist_key_file")).expanduser())
     key_file = str(Path(key_file).expanduser()) if key_file else None
     trust_files = list(config.getoption("persist_trust_key") or [])
     if not trust_files:
@@ -278,7 +281,9 @@ class StoredEntryItem(pytest.Item):
         if outcome.kind is OutcomeKind.UNAVAILABLE:
             pytest.skip(f"{outcome.backend} backend unavailable here: {outcome.error}")
         if outcome.failed:
-            raise PersistCheckFailed(outcome.message() + _environments(outcome))
+            warning = outcome.details.get("trust_warning")
+            shown = f"\n  {warning}" if warning else ""
+            raise PersistCheckFailed(outcome.message() + shown + _environments(outcome))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, PersistCheckFailed):
