@@ -37,6 +37,7 @@ from .loader import (
     format_size,
 )
 from .outcome import Outcome, OutcomeKind, VersionWarningRecord
+from .signing import SigningKeyError, TrustPolicy, refusal_message
 from .store import StoredEntry, TamperedArtifactError
 from .versions import environment_fingerprint
 
@@ -71,6 +72,7 @@ def check_entry(
     python: str | None = None,
     loader: Loader | None = None,
     max_memory: int | None = DEFAULT_MAX_MEMORY,
+    trust: TrustPolicy | None = None,
 ) -> Outcome:
     """Load ``entry`` in an isolated child and compare its outputs with the stored ones.
 
@@ -85,7 +87,9 @@ def check_entry(
     (None: no cap); the CPU time cap follows ``timeout``;
     ``version_warning`` is ``record`` or ``error`` (fail at the first version warning, as a
     ``load_error``); ``options`` override the backend options stored with the entry (e.g.
-    this environment's skops ``trusted``).
+    this environment's skops ``trusted``). ``trust`` says which signing keys are trusted
+    (default: this account's key, see ``signing``): an entry of a backend whose loading runs
+    code (the pickle family) is unpickled only when signed by one of them.
     """
     loaded_environment = _this_environment()
     outcome = Outcome(
@@ -120,7 +124,8 @@ def check_entry(
 
     try:
         entry.verify()  # before anything is unpickled
-    except TamperedArtifactError as exc:
+        options = _trusted_options(entry, backend, outcome, trust, options)
+    except (TamperedArtifactError, SigningKeyError) as exc:
         outcome.details["refused"] = True
         return _finish(outcome, OutcomeKind.LOAD_ERROR, str(exc))
 
@@ -241,6 +246,43 @@ def _this_environment() -> dict[str, str]:
     if pid not in _ENVIRONMENT:
         _ENVIRONMENT[pid] = environment_fingerprint()
     return dict(_ENVIRONMENT[pid])
+
+
+def _trusted_options(
+    entry: StoredEntry,
+    backend: Any,
+    outcome: Outcome,
+    trust: TrustPolicy | None,
+    options: dict[str, Any] | None,
+) -> dict[str, Any] | None:
+    """Check the entry's signature (before anything is unpickled) and return the backend
+    options to load with; raise ``TamperedArtifactError`` when it must not be loaded.
+
+    A backend whose loading runs code needs a trusted signature (or ``allow_unsigned``); a
+    skops-like backend trusts the types recorded at save only when the signature is trusted,
+    and the checking side's own ``trusted`` list, when given, replaces them.
+    """
+    policy = TrustPolicy.from_options() if trust is None else trust
+    check = policy.check(entry.path, entry.raw or entry.entry_file.read_bytes())
+    signature: dict[str, Any] = {"status": check.status, "key_id": check.key_id}
+    outcome.details["signature"] = signature
+    if getattr(backend, "runs_code_on_load", True) and not check.trusted:
+        if not policy.allow_unsigned:
+            raise TamperedArtifactError(refusal_message(str(entry), check, policy))
+        signature["loaded_anyway"] = "--persist-trust-unsigned"
+        outcome.details["trust_warning"] = (
+            f"loaded without a trusted signature ({check.describe()}) "
+            "because of --persist-trust-unsigned"
+        )
+    if getattr(backend, "uses_type_allowlist", False):
+        given = (options or {}).get("trusted")
+        if isinstance(given, (list, tuple)):
+            allowlist = list(given)
+        else:
+            allowlist = entry.untrusted_types if check.trusted else []
+        outcome.details["trusted_allowlist"] = allowlist
+        options = {**(options or {}), "trusted": allowlist}
+    return options
 
 
 def _finish(outcome: Outcome, kind: OutcomeKind, error: str) -> Outcome:

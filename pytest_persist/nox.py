@@ -59,7 +59,7 @@ ATLAS_FORMAT = "pytest-persist-atlas"
 ATLAS_FORMAT_VERSION = 1
 
 #: What every row installs besides scikit-learn and numpy (the plugin's own dependencies).
-BASE_REQUIREMENTS = ("pytest>=7.4", "joblib>=1.1", "scipy>=1.7")
+BASE_REQUIREMENTS = ("pytest>=7.4", "joblib>=1.1", "scipy>=1.7", "platformdirs>=3")
 
 #: Optional pieces a row may install, by the name ``row_install_args`` takes.
 EXTRA_REQUIREMENTS: dict[str, tuple[str, ...]] = {

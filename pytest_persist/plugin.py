@@ -103,6 +103,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(default 4GiB; ini: persist_load_max_memory)",
     )
     group.addoption(
+        "--persist-key-file",
+        metavar="FILE",
+        help="sign saved entries with the key in FILE (default: $PYTEST_PERSIST_KEY, else a "
+        "per-user key created on first save; ini: persist_key_file)",
+    )
+    group.addoption(
+        "--persist-trust-key",
+        metavar="FILE",
+        action="append",
+        default=None,
+        help="also trust entries signed with the key in FILE, e.g. a CI secret (repeatable; "
+        "ini: persist_trust_keys)",
+    )
+    group.addoption(
+        "--persist-trust-unsigned",
+        action="store_true",
+        default=False,
+        help="unpickle stored entries not signed by a trusted key anyway (each is reported)",
+    )
+    group.addoption(
         "--persist-report", metavar="FILE.json", help="write a JSON report of every record"
     )
     group.addoption(
@@ -118,6 +138,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("persist_load_timeout", "seconds allowed per stored artifact (default 120)")
     parser.addini("persist_load_isolation", "fork | process (see --persist-load-isolation)")
     parser.addini("persist_load_max_memory", "memory per stored artifact's check (default 4GiB)")
+    parser.addini("persist_key_file", "key file saved entries are signed with")
+    parser.addini("persist_trust_keys", "key files whose signatures are trusted", "paths")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -5,6 +5,7 @@ Layout of a store directory ``root``::
     root/
       <test-slug>--<backend>-<hash>/     one entry per (test id, backend)
         entry.json                       manifest: ids, estimator, environment, checksums...
+      signature.json                   HMAC-SHA256 of entry.json's bytes (see ``signing``)
         artifact<suffix>                 what the backend wrote
         data.npz, data.json              X, y and expected outputs (no pickle needed to read)
       .tmp-...                           an entry being written (or left by a killed run)
@@ -28,10 +29,13 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .signing import SigningKey
 
 __all__ = [
     "DATA_DESCRIPTION_FILE",
@@ -105,6 +109,9 @@ def save_entry(
     extra: Any = None,
     backend_options: dict[str, Any] | None = None,
     comparison: dict[str, Any] | None = None,
+    untrusted_types: list[str] | None = None,
+    sign: bool = True,
+    key: SigningKey | None = None,
 ) -> Path:
     """Store one artifact with everything needed to check it elsewhere; return its directory.
 
@@ -113,8 +120,11 @@ def save_entry(
     ``outputs_codec``); ``extra`` is any user data (a score...), stored JSON-safe.
     ``backend_options`` are handed back to the backend when the artifact is loaded;
     ``comparison`` (rtol, atol, exact, max_label_flips) is what the saving test allowed, so a
-    check elsewhere judges by the same rule. Saving
-    the same (test id, backend) again replaces the entry as a whole.
+    check elsewhere judges by the same rule; ``untrusted_types`` are the types skops needed
+    to trust when saving (trusted again only when the entry's signature is). The entry is
+    signed with ``key``, by default this account's key (``signing.own_key``, created on
+    first use), unless ``sign`` is False. Saving the same (test id, backend) again replaces
+    the entry as a whole and leaves every other entry alone.
     """
     from . import outputs_codec
 
@@ -122,13 +132,20 @@ def save_entry(
     artifact_path = Path(artifact_path)
     if not artifact_path.exists():
         raise StoreError(f"{artifact_path}: the artifact to store does not exist")
+    if sign and key is None:
+        from .signing import SigningKeyError, own_key
+
+        try:
+            key = own_key(create=True)
+        except SigningKeyError as exc:
+            raise StoreError(f"cannot sign the entry: {exc}") from None
     root.mkdir(parents=True, exist_ok=True)
     name = entry_name(test_id, backend_name)
     temp = Path(tempfile.mkdtemp(prefix=_temp_prefix(), suffix=f"-{name[-16:]}", dir=root))
     try:
         artifact_name = "artifact" + _suffix(artifact_path)
         if artifact_path.is_dir():
-            shutil.copytree(artifact_path, temp / artifact_name)
+            shutil.copytree(artifact_path, temp / artifact_name, symlinks=False)
         else:
             shutil.copyfile(artifact_path, temp / artifact_name)
         outputs_codec.write(
@@ -156,7 +173,13 @@ def save_entry(
             "test_source": test_source,
             "extra": _jsonable(extra),
         }
+        if untrusted_types is not None:
+            manifest["untrusted_types"] = sorted(str(t) for t in untrusted_types)
         _write_json(temp / ENTRY_FILE, manifest)
+        if sign and key is not None:
+            from .signing import sign_entry
+
+            sign_entry(temp, key)
         final = root / name
         _publish(temp, final)
     except BaseException:
@@ -290,6 +313,8 @@ class StoredEntry:
 
     path: Path
     manifest: dict[str, Any]
+    #: The exact bytes of entry.json that ``manifest`` was parsed from (what is signed).
+    raw: bytes = field(default=b"", repr=False, compare=False)
 
     @property
     def entry_file(self) -> Path:
@@ -350,6 +375,11 @@ class StoredEntry:
         return self.manifest.get("extra")
 
     @property
+    def untrusted_types(self) -> list[str]:
+        """The types skops needed to trust when this entry was saved (empty if none recorded)."""
+        return list(self.manifest.get("untrusted_types") or [])
+
+    @property
     def created(self) -> str:
         return self.manifest["created"]
 
@@ -367,11 +397,13 @@ class StoredEntry:
         )
 
     def verify(self) -> None:
-        """Check the size and sha256 of every stored file against entry.json.
+        """Check the size and sha256 of every stored file against entry.json, and that no
+        file or symlink of the entry leads outside its folder.
 
         Raises ``TamperedArtifactError`` naming the file and both hashes; call this before
         anything in the entry is unpickled.
         """
+        self.check_paths()
         for name, info in self.manifest["files"].items():
             path = self.path / name
             if not path.is_file():
@@ -384,6 +416,30 @@ class StoredEntry:
                 raise TamperedArtifactError(
                     f"{path}: sha256 {actual} does not match {info['sha256']} recorded in "
                     f"{self.entry_file}; the file changed after it was saved. Refusing to load it."
+                )
+
+    def check_paths(self) -> None:
+        """Refuse an entry whose folder, listed files or symlinks resolve outside its folder."""
+        if self.path.is_symlink():
+            raise TamperedArtifactError(
+                f"{self.path}: the entry folder is a symlink (to {os.path.realpath(self.path)}); "
+                "refusing to read outside the store"
+            )
+        folder = self.path.resolve()
+        names = [*self.manifest["files"], self.manifest["artifact"], self.manifest["data"]]
+        names.append(self.manifest["data_description"])
+        links = [  # os.walk does not follow symlinked folders out of the entry
+            Path(top, name)
+            for top, dirs, files in os.walk(self.path)
+            for name in [*dirs, *files]
+            if os.path.islink(os.path.join(top, name))
+        ]
+        for path in [*(self.path / n for n in names), *links]:
+            real = path.resolve()
+            if real != folder and folder not in real.parents:
+                raise TamperedArtifactError(
+                    f"{path}: leads outside the entry {self.path} (to {real}); {self.entry_file} "
+                    "was edited or a symlink planted. Refusing to load this entry."
                 )
 
     def load_data(self) -> StoredData:
@@ -407,8 +463,15 @@ def read_entry(directory: Path | str) -> StoredEntry:
     """Read and validate one entry directory; a ``StoreError`` names the faulty file."""
     directory = Path(directory)
     path = directory / ENTRY_FILE
+    for link in (directory, path):
+        if link.is_symlink():
+            raise StoreError(
+                f"{link}: a symlink (to {os.path.realpath(link)}), not part of a pytest-persist "
+                "store; refusing to read outside the store"
+            )
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise StoreError(f"{path}: missing; {directory} is not a pytest-persist entry") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -421,7 +484,7 @@ def read_entry(directory: Path | str) -> StoredEntry:
             "it was truncated or edited by hand"
         ) from None
     _validate(manifest, path)
-    return StoredEntry(directory, manifest)
+    return StoredEntry(directory, manifest, raw)
 
 
 def entry_dirs(root: Path | str) -> list[Path]:
@@ -558,10 +621,24 @@ def _validate(manifest: Any, path: Path) -> None:
         listed = name in manifest["files"] or any(
             f.startswith(name + "/") for f in manifest["files"]
         )
-        if not _safe_relative(name) or not listed:
+        if not _safe_relative(name):
+            raise fail(f"{key!r} names {name!r}, which points outside the entry")
+        if not listed:
             raise fail(f"{key!r} names {name!r}, which has no checksum in 'files'")
+    untrusted = manifest.get("untrusted_types")
+    if untrusted is not None and not (
+        isinstance(untrusted, list) and all(isinstance(t, str) for t in untrusted)
+    ):
+        raise fail("'untrusted_types' must be a list of type names")
 
 
 def _safe_relative(name: str) -> bool:
+    """A plain relative POSIX path inside the entry: no ``..``, no absolute or drive path."""
     parts = name.split("/")
-    return bool(name) and not name.startswith(("/", "\\")) and ".." not in parts and ":" not in name
+    return (
+        bool(name)
+        and not name.startswith("/")
+        and not any(c in name for c in ("\\", ":", "\0"))
+        and ".." not in parts
+        and "" not in parts
+    )

@@ -26,7 +26,8 @@ from .loader import (
 )
 from .outcome import Outcome, OutcomeKind
 from .report import Record
-from .store import StoredEntry, StoreError, entry_dirs, read_entry, save_entry
+from .signing import SigningKey, SigningKeyError, TrustPolicy, own_key
+from .store import StoredEntry, StoreError, entry_dirs, entry_name, read_entry, save_entry
 
 STORE_SETTINGS_KEY = pytest.StashKey["StoreSettings"]()
 #: The outcome of a stored-entry item, read by the report hooks.
@@ -51,6 +52,8 @@ class StoreSettings:
     registry: Any = None
     max_label_flips: float | None = None  # None: what the saving test allowed
     trusted: list[str] | None = None  # this environment's skops allowlist, if any
+    signing_key: SigningKey | None = None  # what --persist-save signs with
+    trust: TrustPolicy | None = None  # what --persist-load trusts
     environment: dict[str, str] = field(default_factory=dict)
     records: list[Record] = field(default_factory=list)
 
@@ -115,7 +118,35 @@ def store_settings(
             entry_dirs(settings.load_dir)
         except StoreError as exc:
             raise pytest.UsageError(f"--persist-load: {exc}") from None
+    _read_keys(config, settings)
     return settings
+
+
+def _read_keys(config: pytest.Config, settings: StoreSettings) -> None:
+    """The signing key (saving) and the trusted keys (loading); a key that cannot be used is
+    a usage error naming it, before anything is saved or loaded."""
+    key_file = config.getoption("persist_key_file")
+    if not key_file and config.getini("persist_key_file"):  # relative to the ini file
+        base = config.inipath.parent if config.inipath else config.rootpath
+        key_file = str(base / Path(config.getini("persist_key_file")).expanduser())
+    key_file = str(Path(key_file).expanduser()) if key_file else None
+    trust_files = list(config.getoption("persist_trust_key") or [])
+    if not trust_files:
+        trust_files = [str(Path(p).expanduser()) for p in config.getini("persist_trust_keys")]
+    try:
+        if settings.save_dir is not None:
+            settings.signing_key = own_key(key_file, create=True)
+        if settings.load_dir is not None:
+            settings.trust = TrustPolicy.from_options(
+                key_file=key_file,
+                trust_key_files=trust_files,
+                allow_unsigned=bool(config.getoption("persist_trust_unsigned")),
+            )
+    except SigningKeyError as exc:
+        raise pytest.UsageError(
+            f"pytest-persist signing key (--persist-key-file / --persist-trust-key / "
+            f"PYTEST_PERSIST_KEY): {exc}"
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -147,6 +178,9 @@ class RoundtripSaver:
         __tracebackhide__ = True
         assert self.settings.save_dir is not None
         test_id = self.node.nodeid if call_index <= 1 else f"{self.node.nodeid}#{call_index}"
+        # One test id runs in one process at a time, so nobody else publishes this entry now.
+        replaced = (self.settings.save_dir / entry_name(test_id, outcome.backend)).is_dir()
+        untrusted = outcome.details.get("untrusted_types")
         try:
             path = save_entry(
                 self.settings.save_dir,
@@ -163,6 +197,8 @@ class RoundtripSaver:
                 extra=dict(self.extra) or None,
                 backend_options=backend_options,
                 comparison=outcome.comparison,
+                untrusted_types=untrusted if isinstance(untrusted, list) else None,
+                key=self.settings.signing_key,
             )
         except (StoreError, TypeError, ValueError, OSError) as exc:
             pytest.fail(
@@ -171,6 +207,7 @@ class RoundtripSaver:
                 pytrace=False,
             )
         outcome.details["saved_to"] = str(path)
+        outcome.details["replaced"] = replaced
 
     def test_source(self) -> str | None:
         if self._source is None:
@@ -273,12 +310,15 @@ class StoredEntryItem(pytest.Item):
             options=None if settings.trusted is None else {"trusted": settings.trusted},
             loader=default_loader(settings.isolation),
             max_memory=settings.max_memory,
+            trust=settings.trust,
         )
         self.stash.setdefault(CHECK_OUTCOMES_KEY, []).append(outcome)
         if outcome.kind is OutcomeKind.UNAVAILABLE:
             pytest.skip(f"{outcome.backend} backend unavailable here: {outcome.error}")
         if outcome.failed:
-            raise PersistCheckFailed(outcome.message() + _environments(outcome))
+            warning = outcome.details.get("trust_warning")
+            shown = f"\n  {warning}" if warning else ""
+            raise PersistCheckFailed(outcome.message() + shown + _environments(outcome))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, PersistCheckFailed):
@@ -387,27 +427,55 @@ class PersistReporter:
             terminalreporter.write_line(f"pytest-persist: {option} written to {path}")
         if self.settings.save_dir is not None:
             terminalreporter.write_line(saved_line(self.settings.records, self.settings.save_dir))
+        for line in trust_lines(self.settings):
+            terminalreporter.write_line(line)
 
 
 def saved_line(records: list[Record], save_dir: Path) -> str:
-    """``pytest-persist: saved N artifacts (X MB) to DIR``, from the records of every report.
+    """``pytest-persist: saved N artifacts (X MB) to DIR (R replaced)``, from the records of
+    every report.
 
     The records come from the workers' reports under xdist, so the controller counts what they
-    saved. The size is what the entries hold on disk (artifact, inputs, expected outputs,
-    metadata), or the artifact alone where an entry is not on this machine.
+    saved; an entry is counted once however many records name it (subtests). The size is what
+    the entries hold on disk (artifact, inputs, expected outputs, metadata), or the artifact
+    alone where an entry is not on this machine; *replaced* counts entries that existed before
+    this run saved them again (the others in DIR are left as they were).
     """
-    entries: dict[str, int] = {}
+    entries: dict[str, tuple[int, bool]] = {}
     for record in records:
         saved_to = record.outcome.details.get("saved_to")
         if record.mode == "roundtrip" and saved_to and saved_to not in entries:
-            entries[saved_to] = _entry_bytes(Path(saved_to), record.outcome.artifact_bytes)
+            size = _entry_bytes(Path(saved_to), record.outcome.artifact_bytes)
+            entries[saved_to] = (size, bool(record.outcome.details.get("replaced")))
     count = len(entries)
-    megabytes = sum(entries.values()) / 1e6
+    megabytes = sum(size for size, _ in entries.values()) / 1e6
+    replaced = sum(again for _, again in entries.values())
     noun = "artifact" if count == 1 else "artifacts"
-    return f"pytest-persist: saved {count} {noun} ({megabytes:.3g} MB) to {save_dir}"
+    return (
+        f"pytest-persist: saved {count} {noun} ({megabytes:.3g} MB) to {save_dir} "
+        f"({replaced} replaced)"
+    )
 
 
 def _entry_bytes(entry: Path, artifact_bytes: int | None) -> int:
     if entry.is_dir():
         return sum(path.stat().st_size for path in entry.rglob("*") if path.is_file())
     return artifact_bytes or 0
+
+
+def trust_lines(settings: StoreSettings) -> list[str]:
+    """The entries loaded without a trusted signature because of --persist-trust-unsigned."""
+    lines = []
+    unsigned = [
+        r for r in settings.records if r.mode == "check" and "trust_warning" in r.outcome.details
+    ]
+    if unsigned:
+        lines.append(
+            f"pytest-persist: {len(unsigned)} stored artifact(s) loaded WITHOUT a trusted "
+            "signature (--persist-trust-unsigned):"
+        )
+        lines.extend(
+            f"  {r.outcome.test_id} [{r.outcome.backend}]: {r.outcome.details['trust_warning']}"
+            for r in unsigned
+        )
+    return lines

@@ -30,6 +30,17 @@ class SuiteRun:
         return next(iter(matches.values()))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def persist_user_config(tmp_path_factory: pytest.TempPathFactory):
+    """Every test (and every pytest it starts) signs with a key in a temporary config
+    directory, never in the real home: ``XDG_CONFIG_HOME`` is where platformdirs looks."""
+    config_home = tmp_path_factory.mktemp("config-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CONFIG_HOME", str(config_home))
+        patch.delenv("PYTEST_PERSIST_KEY", raising=False)
+        yield config_home
+
+
 @pytest.fixture
 def run_suite(pytester: pytest.Pytester):
     """Write ``source`` as a test module and run it with the plugin in a subprocess."""

@@ -16,12 +16,22 @@ REGISTRY = BackendRegistry()
 
 
 def store_model(
-    root, model, X, y, *, backend="pickle", registry=REGISTRY, test_id=None, edit=None
+    root,
+    model,
+    X,
+    y,
+    *,
+    backend="pickle",
+    registry=REGISTRY,
+    test_id=None,
+    edit=None,
+    **save_options,
 ) -> StoredEntry:
     """Dump ``model`` with ``backend`` and save it with its expected outputs; return the entry.
 
     ``edit(bytes) -> bytes`` alters the artifact before it is stored (simulating another
-    environment), so the store's checksums describe the altered file.
+    environment), so the store's checksums describe the altered file; ``save_options``
+    go to ``save_entry`` (``sign=False``, ``key=...``).
     """
     workdir = Path(root).parent / "work"
     workdir.mkdir(exist_ok=True)
@@ -31,6 +41,11 @@ def store_model(
     if edit is not None:
         artifact.write_bytes(edit(artifact.read_bytes()))
     outputs, errors = compute_outputs(model, X, y)
+    untrusted = None
+    if backend == "skops":  # what the saving round trip records (call.details)
+        import skops.io
+
+        untrusted = sorted(skops.io.get_untrusted_types(file=artifact))
     path = save_entry(
         root,
         test_id=test_id or f"tests/test_models.py::test_{type(model).__name__}",
@@ -42,6 +57,8 @@ def store_model(
         expected_outputs=outputs,
         not_compared=errors,
         environment=environment_fingerprint(),
+        untrusted_types=untrusted,
+        **save_options,
     )
     return read_entry(path)
 

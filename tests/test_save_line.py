@@ -38,7 +38,9 @@ def test_fails_before_saving(persist_roundtrip):
     raise AssertionError("after the round trip")
 """
 
-LINE = re.compile(r"^pytest-persist: saved (\d+) artifacts \((\S+) MB\) to (.+)$", re.MULTILINE)
+LINE = re.compile(
+    r"^pytest-persist: saved (\d+) artifacts \((\S+) MB\) to (.+) \((\d+) replaced\)$", re.MULTILINE
+)
 
 
 def _store_megabytes(store) -> str:
@@ -59,8 +61,8 @@ def test_save_prints_count_size_and_directory(run_suite, pytester, xdist):
     # 2 trees x 2 backends + 1 linear + the one whose test failed after its round trip
     assert len(saved) == 6
     (line,) = LINE.findall(run.text)
-    count, megabytes, directory = line
-    assert int(count) == len(saved)
+    count, megabytes, directory, replaced = line
+    assert int(count) == len(saved) and replaced == "0"
     assert megabytes == _store_megabytes(store)
     assert directory == str(store.resolve())
 

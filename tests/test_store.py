@@ -65,6 +65,7 @@ def test_saved_entry_holds_everything(fitted, tmp_path):
         "data.json",
         "data.npz",
         "entry.json",
+        "signature.json",
     ]
     manifest = json.loads((path / "entry.json").read_text())
     assert manifest["format_version"] == STORE_FORMAT_VERSION
@@ -199,7 +200,11 @@ def test_newer_format_names_the_file_and_versions(fitted, tmp_path):
         (lambda m: m.update(format="something-else"), "'format'"),
         (lambda m: m.update(format_version="1"), "format_version"),
         (lambda m: m["files"]["artifact.pkl"].update(sha256="abc"), "valid sha256"),
-        (lambda m: m.update(artifact="../../etc/passwd"), "no checksum"),
+        (lambda m: m.update(artifact="../../etc/passwd"), "points outside the entry"),
+        (lambda m: m.update(artifact="/etc/passwd"), "points outside the entry"),
+        (lambda m: m.update(data="sub\\..\\..\\x.npz"), "points outside the entry"),
+        (lambda m: m.update(artifact="nothing.pkl"), "no checksum"),
+        (lambda m: m.update(untrusted_types="numpy.round"), "untrusted_types"),
         (lambda m: m["files"].update({"../x": m["files"]["data.npz"]}), "outside the entry"),
         (lambda m: m["estimator"].pop("class"), "estimator.class"),
     ],

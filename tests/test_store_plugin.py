@@ -3,6 +3,8 @@ them: through pytester in a subprocess, with and without xdist."""
 
 from __future__ import annotations
 
+import re
+
 import json
 import shutil
 
@@ -50,7 +52,14 @@ def iris():
 def test_save_then_load_even_after_the_tests_are_gone(run_suite, pytester):
     run = run_suite(SUITE, "--persist-save", "store")
     assert run.result.ret == 0, run.text
-    assert "pytest-persist" not in run.text.split("short test summary")[0].split("passed")[-1]
+    after = run.text.split("short test summary")[0].split("passed")[-1]
+    store = pytester.path / "store"
+    [saved] = [line for line in after.splitlines() if "pytest-persist" in line]
+    assert re.fullmatch(
+        rf"pytest-persist: saved 4 artifacts \([0-9.]+ MB\) to {re.escape(str(store))} "
+        r"\(0 replaced\)",
+        saved,
+    ), after
     entries = iter_entries(pytester.path / "store")
     assert sorted((e.test_id, e.backend) for e in entries) == [
         ("test_suite.py::test_tree[joblib]", "joblib"),

@@ -45,6 +45,13 @@ class Backend:
     suffix: ClassVar[str] = ".bin"
     #: Same code on the same data gives the same bits (pickle family); False for ONNX.
     preserves_objects: ClassVar[bool] = True
+    #: Loading may run code the file chooses (pickle family). A stored entry of such a backend
+    #: is unpickled only when signed by a trusted key. A third-party backend is assumed to,
+    #: unless it sets this False (its loader runs no code the file chooses, like ONNX).
+    runs_code_on_load: ClassVar[bool] = True
+    #: Loading trusts only an allowlist of types (skops): a stored entry is loaded with the
+    #: checking side's ``trusted`` list, or the types recorded at save if signed by a trusted key.
+    uses_type_allowlist: ClassVar[bool] = False
     #: Default tolerances when the marker gives none (scikit-learn's own).
     default_rtol: ClassVar[float] = 1e-7
     default_atol: ClassVar[float] = 1e-9

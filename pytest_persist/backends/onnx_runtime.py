@@ -389,6 +389,7 @@ class OnnxBackend(Backend):
     install_hint = "pip install skl2onnx onnxruntime (or pytest-persist[onnx])"
     suffix = ".onnx"
     preserves_objects = False
+    runs_code_on_load = False  # an ONNX graph is data: no signature needed (still limited)
     default_rtol = 1e-4
     default_atol = 1e-5
 

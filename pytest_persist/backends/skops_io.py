@@ -30,7 +30,8 @@ class UntrustedTypesError(Exception):
             f"skops needs {len(self.missing)} type(s) the trusted= allowlist does not grant:\n"
             f"{listed}\n"
             "Review them; to allow them, add their names to the allowlist, e.g. "
-            f"@pytest.mark.persist_roundtrip(trusted={self.missing!r})."
+            f"@pytest.mark.persist_roundtrip(trusted={self.missing!r}), or, checking a store, "
+            f"--persist-trusted={','.join(self.missing)}."
         )
 
 
@@ -54,6 +55,8 @@ class SkopsBackend(Backend):
     modules = ("skops",)
     install_hint = "pip install skops (or pytest-persist[skops])"
     suffix = ".skops"
+    runs_code_on_load = False  # only the types skops trusts by default, or an allowlist
+    uses_type_allowlist = True
 
     def dump(self, estimator: Any, path: Path, call: BackendCall) -> None:
         import skops.io
