@@ -3,9 +3,8 @@ them: through pytester in a subprocess, with and without xdist."""
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 import shutil
 
 import pytest
