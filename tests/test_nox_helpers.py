@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_persist import nox as pn
+from pytest_persist import version_rows
 from pytest_persist.nox import CompatPair, ReportError, RowError, VersionRow
 
 OLD = {"python": "3.10.13", "scikit-learn": "1.0.2", "numpy": "1.21.6", "scipy": "1.11.4"}
@@ -185,11 +186,15 @@ def test_row_matches_environment_by_series_or_exact_version() -> None:
 
 def test_default_rows_are_valid_and_cover_the_range() -> None:
     rows = pn.validate_rows(pn.default_rows())
-    assert 6 <= len(rows) <= 10
     assert len({r.id for r in rows}) == len(rows)
     assert {r.python for r in rows} == {"3.10", "3.11", "3.12", "3.13"}
-    assert {r.sklearn for r in rows} >= {"1.0", "1.3", "1.4", "1.9"}
+    # every minor from 1.0 to 1.9, each as a series (its newest patch release)
+    assert {r.sklearn for r in rows} == {f"1.{minor}" for minor in range(10)}
     assert {r.numpy.split(".")[0] for r in rows} == {"1", "2"}
+    majors: dict[str, set[str]] = {}
+    for r in rows:
+        majors.setdefault(r.sklearn, set()).add(r.numpy.split(".")[0])
+    assert {"1", "2"} in majors.values()  # one minor under numpy 1 and numpy 2
 
 
 @pytest.mark.parametrize(
@@ -279,8 +284,9 @@ def test_row_install_args_drops_extras_a_row_cannot_install(monkeypatch) -> None
     assert "skops>=0.9" in plan.requirements
     assert plan.unavailable_backends == ["onnx"]
 
-    limit = pn._ExtraLimit("skops", "skops needs scikit-learn >= 1.1", sklearn_below=(1, 1))
-    monkeypatch.setattr(pn, "_EXTRA_LIMITS", (limit,))
+    reason = "skops needs scikit-learn >= 1.1"
+    limit = version_rows._ExtraLimit("skops", reason, sklearn_below=(1, 1))
+    monkeypatch.setattr(version_rows, "_EXTRA_LIMITS", (limit,))
     old = pn.row_install_args(VersionRow("3.10", "1.0", "1.21"), ["skops", "cloudpickle"])
     assert old.dropped == {"skops": "skops needs scikit-learn >= 1.1"}
     assert "skops>=0.9" not in old.requirements
@@ -316,7 +322,7 @@ def _ids(pairs: list[CompatPair]) -> set[tuple[str, str]]:
     return {(p.saved.id, p.loaded.id) for p in pairs}
 
 
-def test_forward_chain_older_into_newer_and_newest_into_oldest() -> None:
+def test_forward_chain_older_into_newer_and_newest_into_every_older() -> None:
     a, b, c, d = (
         VersionRow("3.10", "1.0", "1.21"),
         VersionRow("3.11", "1.3", "1.26"),
@@ -333,11 +339,14 @@ def test_forward_chain_older_into_newer_and_newest_into_oldest() -> None:
         (b.id, d.id),
         (c.id, d.id),
         (d.id, a.id),
+        (d.id, b.id),
+        (d.id, c.id),
     }
-    assert len(pairs) == 7
+    assert len(pairs) == 9
     assert pairs[0] == CompatPair(a, b)
     assert pairs[0].id == f"{a.id}->{b.id}"
     assert pn.loads_into(a, pairs) == [d]
+    assert pn.loads_into(b, pairs) == [a, d]
     assert pn.loads_into(d, pairs) == [a, b, c]
     assert pn.compat_chain(shuffled) == pn.compat_chain([a, b, c, d])
 
@@ -372,7 +381,7 @@ def test_row_for_finds_the_parametrized_row() -> None:
     rows = pn.default_rows()
     assert pn.row_for(rows, "3.11", "1.3", "1.26").id == "py3.11-skl1.3-np1.26"
     with pytest.raises(LookupError, match=r"sklearn=1\.1"):
-        pn.row_for(rows, "3.10", "1.1", "1.23")
+        pn.row_for(rows, "3.12", "1.1", "1.23")
 
 
 # --- merge ----------------------------------------------------------------------------------
