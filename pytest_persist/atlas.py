@@ -7,8 +7,9 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from .break_points import break_points
 from .version_rows import VersionRow, _vtuple
 from .versions import FINGERPRINT_DISTRIBUTIONS
 
@@ -21,9 +22,9 @@ __all__ = [
 ]
 
 REPORT_FORMAT = "pytest-persist-report"
-REPORT_FORMAT_VERSIONS = (1,)
+REPORT_FORMAT_VERSIONS = (1, 2)
 ATLAS_FORMAT = "pytest-persist-atlas"
-ATLAS_FORMAT_VERSION = 1
+ATLAS_FORMAT_VERSION = 2
 
 
 class ReportError(ValueError):
@@ -101,7 +102,22 @@ def _report_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return files
 
 
-def _read_report(path: Path) -> dict[str, Any]:
+class ReportRecord(NamedTuple):
+    """One record of a report with the environments it was saved and loaded in."""
+
+    record: dict[str, Any]
+    saved: dict[str, Any]
+    loaded: dict[str, Any]
+
+
+def read_report(path: Path) -> list[ReportRecord]:
+    """Every record of the JSON report at ``path``, with its saved and loaded environments.
+
+    The one place that knows the report format: version 1 (one ``environment`` per report; a
+    ``check`` record's saved environment in its ``details``) and version 2 (a top-level
+    ``environments`` table; records name theirs by id in ``saved_environment`` and
+    ``loaded_environment``). Raises ``ReportError`` naming the file for anything else.
+    """
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -110,20 +126,45 @@ def _read_report(path: Path) -> dict[str, Any]:
         raise ReportError(f"{path}: not a readable JSON report ({exc})") from None
     if not isinstance(report, dict) or report.get("format") != REPORT_FORMAT:
         raise ReportError(f"{path}: not a pytest-persist report (no format {REPORT_FORMAT!r})")
-    if report.get("format_version") not in REPORT_FORMAT_VERSIONS:
+    version = report.get("format_version")
+    if version not in REPORT_FORMAT_VERSIONS:
         raise ReportError(
-            f"{path}: report format_version {report.get('format_version')!r} is not supported "
-            f"(this pytest-persist reads {', '.join(map(str, REPORT_FORMAT_VERSIONS))})"
+            f"{path}: report format_version {version!r} is not supported "
+            f"(this pytest-persist reads {', '.join(map(str, REPORT_FORMAT_VERSIONS))}); "
+            "upgrade pytest-persist to merge it"
         )
     if not isinstance(report.get("records"), list):
         raise ReportError(f"{path}: 'records' is missing or not a list")
     if not isinstance(report.get("environment", {}), dict):
         raise ReportError(f"{path}: 'environment' is not an object")
+    tables = report.get("environments", {}) if version >= 2 else {}
+    if not isinstance(tables, dict):
+        raise ReportError(f"{path}: 'environments' is not an object")
+    own = report.get("environment") or {}
+    out: list[ReportRecord] = []
     for index, record in enumerate(report["records"]):
         if not isinstance(record, dict) or record.get("kind") not in _KINDS:
             kind = record.get("kind") if isinstance(record, dict) else record
             raise ReportError(f"{path}: record {index} has no known kind ({kind!r})")
-    return report
+        details = record.get("details") or {}
+        if version >= 2:
+            envs = []
+            for key in ("saved_environment", "loaded_environment"):
+                env_id = record.get(key)
+                if env_id is not None and env_id not in tables:
+                    raise ReportError(
+                        f"{path}: record {index} names {key} {env_id!r}, "
+                        "which the report's 'environments' lacks"
+                    )
+                envs.append(tables[env_id] if env_id is not None else own)
+            saved, loaded = envs
+        elif record.get("mode") == "check":
+            saved = details.get("saved_environment") or {}
+            loaded = details.get("loaded_environment") or own
+        else:
+            saved = loaded = own
+        out.append(ReportRecord(record, dict(saved), dict(loaded)))
+    return out
 
 
 def merge_reports(
@@ -141,19 +182,12 @@ def merge_reports(
     records: list[dict[str, Any]] = []
     sources: list[str] = []
     for path in _report_files(paths):
-        report = _read_report(path)
+        entries = read_report(path)
         sources.append(str(path))
-        environment = report.get("environment") or {}
-        for record in report["records"]:
-            details = record.get("details") or {}
-            if record.get("mode") == "check":
-                saved_env = details.get("saved_environment") or {}
-                loaded_env = details.get("loaded_environment") or environment
-            else:
-                saved_env = loaded_env = environment
+        for record, saved_env, loaded_env in entries:
             saved, loaded = _env_label(saved_env, rows), _env_label(loaded_env, rows)
-            environments.setdefault(saved, dict(saved_env))
-            environments.setdefault(loaded, dict(loaded_env))
+            environments.setdefault(saved, saved_env)
+            environments.setdefault(loaded, loaded_env)
             records.append(
                 {
                     **record,
@@ -224,6 +258,13 @@ def describe_record(record: Mapping[str, Any], atlas: Mapping[str, Any] | None =
     lines.append(f"saved under {saved} ({_short_env(environments.get(saved, {}))})")
     if loaded != saved:
         lines.append(f"loaded under {loaded} ({_short_env(environments.get(loaded, {}))})")
+    lines.extend(record_message(record).splitlines())
+    return "\n".join(lines)
+
+
+def record_message(record: Mapping[str, Any]) -> str:
+    """What a record says beyond its kind: the error, the differences, the version warnings."""
+    lines: list[str] = []
     if record.get("error"):
         lines.append(str(record["error"]).strip())
     for diff in record.get("differences") or []:
@@ -250,39 +291,10 @@ def describe_record(record: Mapping[str, Any], atlas: Mapping[str, Any] | None =
     return "\n".join(lines)
 
 
-def _cells(atlas: Mapping[str, Any]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
-    cells: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for record in atlas.get("records", []):
-        key = (record["pair"], record.get("estimator", "?"), record.get("backend", "?"))
-        cells.setdefault(key, []).append(record)
-    return cells
-
-
 def _worst(records: Sequence[Mapping[str, Any]]) -> str:
     if not records:
         return "absent"
     return max((_status(r) for r in records), key=lambda s: _STATUS[s][4])
-
-
-def _counts(atlas: Mapping[str, Any]) -> dict[str, Counter[str]]:
-    counts: dict[str, Counter[str]] = {pair: Counter() for pair in atlas.get("pairs", [])}
-    for record in atlas.get("records", []):
-        counts.setdefault(record["pair"], Counter())[_status(record)] += 1
-    return counts
-
-
-def _findings(atlas: Mapping[str, Any]) -> list[dict[str, Any]]:
-    failed = [r for r in atlas.get("records", []) if r.get("kind") in _FAILURE_KINDS]
-    pair_index = {pair: i for i, pair in enumerate(atlas.get("pairs", []))}
-    return sorted(
-        failed,
-        key=lambda r: (
-            _FAILURE_KINDS.index(r["kind"]),
-            pair_index.get(r["pair"], 0),
-            r.get("estimator", ""),
-            r.get("backend", ""),
-        ),
-    )
 
 
 def _md(text: Any) -> str:
@@ -291,3 +303,85 @@ def _md(text: Any) -> str:
 
 def _status_order() -> list[str]:
     return [s for s in sorted(_STATUS, key=lambda s: -_STATUS[s][4]) if s != "absent"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The published form: one aggregated cell per (pair, estimator, backend), messages and
+# environments given once.
+
+#: One-letter codes of the statuses in the published ``cells``.
+STATUS_CODES = {
+    "passed": "p",
+    "warned": "w",
+    "mismatch": "m",
+    "load_error": "l",
+    "method_error": "e",
+    "dump_error": "d",
+    "unsupported": "u",
+    "unavailable": "n",
+}
+BREAKING = ("load_error", "method_error", "mismatch")
+_MESSAGE_LIMIT = 2000
+
+
+def aggregate(
+    merged: Mapping[str, Any],
+    *,
+    generated: str | None = None,
+    run_seconds: float | None = None,
+) -> dict[str, Any]:
+    """The atlas as published: ``merge_reports``' records folded into one cell each.
+
+    A cell is ``[pair, estimator, backend, status code, message, records]`` (indexes into
+    ``pairs``, ``estimators``, ``backends`` and ``messages``; message -1 when there is none):
+    the worst status of the records of that estimator, backend and pair, with their distinct
+    messages joined. Break points (``break_points``) are computed from the cells.
+    """
+    pairs = [tuple(p.split(" -> ")) for p in merged.get("pairs", [])]
+    pair_index = {f"{a} -> {b}": i for i, (a, b) in enumerate(pairs)}
+    estimators = list(merged.get("estimators", []))
+    est_index = {e: i for i, e in enumerate(estimators)}
+    backends = list(merged.get("backends", []))
+    be_index = {b: i for i, b in enumerate(backends)}
+    grouped: dict[tuple[int, int, int], list[Mapping[str, Any]]] = {}
+    for record in merged.get("records", []):
+        key = (
+            pair_index[record["pair"]],
+            est_index[record.get("estimator", "?")],
+            be_index[record.get("backend", "?")],
+        )
+        grouped.setdefault(key, []).append(record)
+    messages: dict[str, int] = {}
+    cells: list[list[Any]] = []
+    for key in sorted(grouped):
+        records = grouped[key]
+        status = _worst(records)
+        texts = list(dict.fromkeys(t for t in map(record_message, records) if t))
+        text = "\n\n".join(texts)[:_MESSAGE_LIMIT]
+        message = messages.setdefault(text, len(messages)) if text else -1
+        cells.append([*key, STATUS_CODES[status], message, len(records)])
+    atlas: dict[str, Any] = {
+        "format": ATLAS_FORMAT,
+        "format_version": ATLAS_FORMAT_VERSION,
+        "generated": generated,
+        "run_seconds": run_seconds,
+        "sources": [Path(s).name for s in merged.get("sources", [])],
+        "n_records": len(merged.get("records", [])),
+        "environments": dict(merged.get("environments", {})),
+        "pairs": [list(p) for p in pairs],
+        "backends": backends,
+        "estimators": estimators,
+        "statuses": {code: _STATUS[s][3] for s, code in STATUS_CODES.items()},
+        "messages": list(messages),
+        "cells": cells,
+    }
+    atlas["break_points"] = break_points(atlas)
+    return atlas
+
+
+def status_of(code: str) -> str:
+    """The status name of a one-letter cell code."""
+    return _CODE_STATUS[code]
+
+
+_CODE_STATUS = {code: status for status, code in STATUS_CODES.items()}

@@ -13,10 +13,19 @@ Importing this module never imports nox: only ``parametrize_rows`` does, lazily.
 
 from __future__ import annotations
 
-from .atlas import ATLAS_FORMAT, REPORT_FORMAT, ReportError, describe_record, merge_reports
+from .atlas import (
+    ATLAS_FORMAT,
+    REPORT_FORMAT,
+    ReportError,
+    aggregate,
+    describe_record,
+    merge_reports,
+    read_report,
+)
 from .atlas_html import render_atlas_html
 from .atlas_markdown import render_atlas_markdown
-from .atlas_publish import write_atlas
+from .atlas_publish import render_findings, update_readme, write_atlas
+from .break_points import break_points
 from .compat_chain import CompatPair, chain_reports, compat_chain, loads_into
 from .nox_sessions import (
     IMPORT_CHECK,
@@ -24,7 +33,10 @@ from .nox_sessions import (
     check_artifacts,
     install_row,
     parametrize_rows,
+    progress,
+    run_seconds,
     save_artifacts,
+    start_run,
 )
 from .version_rows import (
     BASE_REQUIREMENTS,
@@ -57,6 +69,8 @@ __all__ = [
     "RowInstall",
     "VersionRow",
     "add_pyenv_to_path",
+    "aggregate",
+    "break_points",
     "chain_reports",
     "check_artifacts",
     "compat_chain",
@@ -66,12 +80,18 @@ __all__ = [
     "loads_into",
     "merge_reports",
     "parametrize_rows",
+    "progress",
+    "read_report",
     "render_atlas_html",
     "render_atlas_markdown",
+    "render_findings",
     "row_for",
     "row_install_args",
     "row_problems",
+    "run_seconds",
     "save_artifacts",
+    "start_run",
+    "update_readme",
     "validate_rows",
     "write_atlas",
 ]

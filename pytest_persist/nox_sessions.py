@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .compat_chain import CompatPair
 from .version_rows import (
     DEFAULT_EXTRAS,
     RowInstall,
@@ -26,7 +29,10 @@ __all__ = [
     "check_artifacts",
     "install_row",
     "parametrize_rows",
+    "progress",
+    "run_seconds",
     "save_artifacts",
+    "start_run",
 ]
 
 IMPORT_CHECK = (
@@ -90,10 +96,35 @@ def install_row(
     plan = row_install_args(row, extras)
     for extra, reason in plan.dropped.items():
         session.warn(f"{row.id}: extra {extra!r} left out ({reason}); its backends are unavailable")
-    session.install("--only-binary", ":all:", *plan.requirements, *packages)
+    _install_or_fail(session, row, ["--only-binary", ":all:", *plan.requirements, *packages])
     session.install("--no-deps", project)
     session.run("python", "-c", IMPORT_CHECK)
     return plan
+
+
+def _install_or_fail(session: Any, row: VersionRow, args: list[str]) -> None:
+    """``session.install(*args)``; if the resolver refuses, fail naming the row and its reason."""
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as output:
+        try:
+            try:
+                session.install(*args, stdout=output)
+            except TypeError:  # a stand-in session without nox's keywords
+                session.install(*args)
+        except Exception as exc:
+            if type(exc).__name__ != "CommandFailed":
+                raise
+            output.seek(0)
+            reason = _resolver_reason(output.read()) or str(exc)
+            session.error(f"row {row.id} cannot be installed from wheels: {reason}")
+
+
+def _resolver_reason(text: str) -> str:
+    """The resolver's explanation from uv's or pip's output (from its first error line on)."""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    for index, line in enumerate(lines):
+        if line.lstrip().startswith(("\u00d7", "error:", "ERROR:")):
+            return " ".join(part.strip(" ╰─▶│") for part in lines[index : index + 12]).strip()
+    return " ".join(lines[-5:])
 
 
 def save_artifacts(
@@ -140,6 +171,7 @@ def check_artifacts(
     *pytest_args: str,
     saved: Sequence[VersionRow] = (),
     workers: int | None = None,
+    on_report: Callable[[Path], None] | None = None,
 ) -> list[Path]:
     """Check, in ``row``, the artifacts each row in ``saved`` stored under ``store_root``.
 
@@ -149,6 +181,7 @@ def check_artifacts(
     row, each writing ``report_path`` (a folder) / ``<saved id>__<row id>.json``; ``workers``
     adds ``-n`` (pytest-xdist, the ``xdist`` extra). Failures are the atlas' findings, so they do
     not stop the session; a saved row with no store is reported with ``session.warn``.
+    ``on_report(path)`` is called after each report is written (progress of a long run).
     """
     reports: list[Path] = []
     out = Path(report_path).resolve()
@@ -184,4 +217,49 @@ def check_artifacts(
                 success_codes=[0, 1],
             )
         reports.append(report)
+        if on_report is not None:
+            on_report(report)
     return reports
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress of a long atlas run, shared by its sessions through files in the work folder
+
+_STARTED = "run-started"
+
+
+def start_run(work: str | os.PathLike[str]) -> None:
+    """Mark the start of an atlas run in ``work``; earlier reports are removed (never merged)."""
+    folder = Path(work)
+    shutil.rmtree(folder / "reports", ignore_errors=True)
+    (folder / "reports").mkdir(parents=True, exist_ok=True)
+    (folder / _STARTED).write_text(f"{time.time()}\n", encoding="utf-8")
+
+
+def run_seconds(work: str | os.PathLike[str]) -> float | None:
+    """Seconds since ``start_run(work)``, or None if no run was started there."""
+    try:
+        return time.time() - float((Path(work) / _STARTED).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def progress(work: str | os.PathLike[str], chain: Sequence[CompatPair]) -> str:
+    """``"rows saved 3/11, pairs checked 12/65, 8.0 min so far, about 20 min left"``.
+
+    Counts the reports ``save_artifacts`` and ``check_artifacts`` wrote into ``work/reports``
+    since ``start_run``; the time left assumes the remaining steps take as long as the done ones.
+    """
+    reports = Path(work) / "reports"
+    rows = list(dict.fromkeys(row.id for pair in chain for row in pair))
+    saved = sum((reports / f"{r}__{r}.json").is_file() for r in rows)
+    checked = sum((reports / f"{p.saved.id}__{p.loaded.id}.json").is_file() for p in chain)
+    elapsed = run_seconds(work)
+    text = f"rows saved {saved}/{len(rows)}, pairs checked {checked}/{len(chain)}"
+    if elapsed is None:
+        return text
+    done, total = saved + checked, len(rows) + len(chain)
+    text += f", {elapsed / 60:.1f} min so far"
+    if 0 < done < total:
+        text += f", about {elapsed / done * (total - done) / 60:.0f} min left"
+    return text
