@@ -107,7 +107,7 @@ def _install_or_fail(session: Any, row: VersionRow, args: list[str]) -> None:
     with tempfile.TemporaryFile("w+", encoding="utf-8") as output:
         try:
             try:
-                session.install(*args, stdout=output)
+                session.install(*args, silent=False, stdout=output)
             except TypeError:  # a stand-in session without nox's keywords
                 session.install(*args)
         except Exception as exc:
