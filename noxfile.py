@@ -39,7 +39,7 @@ if _UNKNOWN:
 COMPAT_ROWS = [r for r in ROWS if not _WANTED or r.id in _WANTED]
 CHAIN = persist.compat_chain(COMPAT_ROWS)
 WORK = Path(__file__).parent / ".persist"  # store/, reports/ and the run's start time
-FULL = not _WANTED and not os.environ.get("PERSIST_ATLAS_ESTIMATORS")
+FULL = not _WANTED and os.environ.get("PERSIST_ATLAS_ESTIMATORS", "all") == "all"
 ATLAS_OUT = Path(__file__).parent / ("docs/atlas" if FULL else "atlas")
 MISSING = persist.add_pyenv_to_path([*PYTHONS, *(row.python for row in ROWS)])
 EXTRAS = [*persist.DEFAULT_EXTRAS, "xdist"]
@@ -87,6 +87,7 @@ def save(session: nox.Session, sklearn: str, numpy: str) -> None:
     persist.install_row(session, row, EXTRAS)
     installed = time.perf_counter()
     report = WORK / "reports" / f"{row.id}__{row.id}.json"
+    session.env["PERSIST_ATLAS_ESTIMATORS"] = os.environ.get("PERSIST_ATLAS_ESTIMATORS", "all")
     persist.save_artifacts(
         session, row, WORK / "store", "-n", "2", *session.posargs, report_path=report
     )

@@ -7,8 +7,9 @@ each row saves what its own scikit-learn lists, so an estimator added in 1.5 is 
 on. ONNX converts under the saving row's skl2onnx; the check runs the saved model under the
 loading row's onnxruntime.
 
-``PERSIST_ATLAS_ESTIMATORS=Ridge,SVC`` (comma-separated class names) narrows the set, for a
-quick run of the whole pipeline.
+Which estimators: ``PERSIST_ATLAS_ESTIMATORS=all`` (what ``nox -s atlas`` sets) for every one,
+``PERSIST_ATLAS_ESTIMATORS=Ridge,SVC`` (class names) for those; unset (a plain ``pytest
+examples``), a quick sample of eight across the families, so the example suite stays fast.
 """
 
 from __future__ import annotations
@@ -23,12 +24,25 @@ from pytest_persist.estimator_data import NOT_BUILT, default_instances, make_fit
 BACKENDS = ["joblib", "skops", "cloudpickle", "onnx"]
 
 
+#: The sample a plain ``pytest examples`` saves: one or two per family.
+SAMPLE = (
+    "LogisticRegression",
+    "Ridge",
+    "DecisionTreeRegressor",
+    "RandomForestClassifier",
+    "HistGradientBoostingClassifier",
+    "SVC",
+    "KNeighborsClassifier",
+    "KMeans",
+)
+
+
 def _chosen() -> list[tuple[str, object]]:
-    wanted = [n.strip() for n in os.environ.get("PERSIST_ATLAS_ESTIMATORS", "").split(",")]
-    wanted = [n for n in wanted if n]
+    setting = os.environ.get("PERSIST_ATLAS_ESTIMATORS", "").strip()
     instances = default_instances()
-    if not wanted:
+    if setting == "all":
         return instances
+    wanted = [n.strip() for n in setting.split(",") if n.strip()] or list(SAMPLE)
     names = {name for name, _ in instances}
     unknown = sorted(set(wanted) - names - set(NOT_BUILT))
     if unknown:
