@@ -145,9 +145,10 @@ def render_findings(atlas: Mapping[str, Any], link: str = "docs/atlas/atlas.md")
         for backend, counts in by_backend.items():
             total = sum(counts.values())
             passing = counts["passed"] + counts["warned"]
+            rest = ", ".join(f"{n} {s}" for s, n in counts.most_common() if s != "passed")
             out.append(
-                f"  - {backend}: {passing} of {total} pass; "
-                + ", ".join(f"{n} {s}" for s, n in counts.most_common() if s not in ("passed",))
+                f"  - {backend}: {passing} of {total} pass (passed or warned)"
+                + (f"; {rest}" if rest else "")
             )
     return "\n".join(out) + "\n"
 
