@@ -2,7 +2,7 @@
 
 ``nox`` runs the tests on every Python. Across versions (default=False, see the README):
 ``nox -s matrix`` runs the examples in every version row; ``nox -s atlas`` saves the compat
-models in every compat row, checks them in the rows the chain says and writes ``atlas/``.
+set in every row, checks it in the rows the chain says and writes ``docs/atlas/``.
 nox never downloads an interpreter here; the pyenv ones are put on PATH.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import nox
@@ -26,17 +27,29 @@ os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 ROWS = persist.default_rows()
-# Every check is a fresh interpreter importing scikit-learn (~5 s here), so the chain runs over
-# six of the rows: 1.0, 1.2 (old tree format), 1.4, 1.6 on numpy 2, the newest on numpy 1 and 2.
-COMPAT_ROWS = [r for r in ROWS if r.sklearn in {"1.0", "1.2", "1.4", "1.6", "1.9"}]
+# The atlas covers every row; PERSIST_ATLAS_ROWS=id,id narrows it (and PERSIST_ATLAS_ESTIMATORS
+# the estimator set, see examples/compat) for a quick run, which then writes atlas/ instead of
+# the published docs/atlas/.
+_WANTED = [r for r in os.environ.get("PERSIST_ATLAS_ROWS", "").split(",") if r]
+_UNKNOWN = sorted(set(_WANTED) - {row.id for row in ROWS})
+if _UNKNOWN:
+    raise SystemExit(
+        f"PERSIST_ATLAS_ROWS: no row {', '.join(_UNKNOWN)}; rows: {[r.id for r in ROWS]}"
+    )
+COMPAT_ROWS = [r for r in ROWS if not _WANTED or r.id in _WANTED]
 CHAIN = persist.compat_chain(COMPAT_ROWS)
-WORK = Path(__file__).parent / ".persist"  # store/ and reports/; the atlas goes to atlas/
+WORK = Path(__file__).parent / ".persist"  # store/, reports/ and the run's start time
+FULL = not _WANTED and os.environ.get("PERSIST_ATLAS_ESTIMATORS", "all") == "all"
+ATLAS_OUT = Path(__file__).parent / ("docs/atlas" if FULL else "atlas")
 MISSING = persist.add_pyenv_to_path([*PYTHONS, *(row.python for row in ROWS)])
 EXTRAS = [*persist.DEFAULT_EXTRAS, "xdist"]
 
 
 def _row(session: nox.Session, sklearn: str, numpy: str) -> persist.VersionRow:
-    return persist.row_for(ROWS, str(session.python), sklearn, numpy)
+    row = persist.row_for(ROWS, str(session.python), sklearn, numpy)
+    if row.python in MISSING:
+        session.error(f"row {row.id} needs Python {row.python}: not on PATH nor under pyenv")
+    return row
 
 
 @nox.session(python=PYTHONS)
@@ -66,11 +79,23 @@ def matrix(session: nox.Session, sklearn: str, numpy: str) -> None:
 @nox.session(default=False)
 @persist.parametrize_rows(COMPAT_ROWS)
 def save(session: nox.Session, sklearn: str, numpy: str) -> None:
-    """Save the compat models (examples/compat) under one row, with their round-trip report."""
+    """Save the compat set (examples/compat) under one row, with its round-trip report."""
     row = _row(session, sklearn, numpy)
+    if row.id == COMPAT_ROWS[0].id:  # the first session of an atlas run
+        persist.start_run(WORK)
+    start = time.perf_counter()
     persist.install_row(session, row, EXTRAS)
+    installed = time.perf_counter()
     report = WORK / "reports" / f"{row.id}__{row.id}.json"
-    persist.save_artifacts(session, row, WORK / "store", *session.posargs, report_path=report)
+    session.env["PERSIST_ATLAS_ESTIMATORS"] = os.environ.get("PERSIST_ATLAS_ESTIMATORS", "all")
+    persist.save_artifacts(
+        session, row, WORK / "store", "-n", "2", *session.posargs, report_path=report
+    )
+    done = time.perf_counter()
+    session.log(
+        f"atlas: {row.id} installed in {installed - start:.0f} s, saved in "
+        f"{done - installed:.0f} s; {persist.progress(WORK, CHAIN)}"
+    )
 
 
 @nox.session(default=False, requires=["save"])
@@ -81,15 +106,38 @@ def compat(session: nox.Session, sklearn: str, numpy: str) -> None:
     persist.install_row(session, row, EXTRAS)
     saved = persist.loads_into(row, CHAIN)
     persist.check_artifacts(
-        session, row, WORK / "store", WORK / "reports", *session.posargs, saved=saved, workers=2
+        session,
+        row,
+        WORK / "store",
+        WORK / "reports",
+        *session.posargs,
+        saved=saved,
+        workers=2,
+        on_report=lambda path: session.log(
+            f"atlas: checked {path.stem.replace('__', ' -> ')}; {persist.progress(WORK, CHAIN)}"
+        ),
     )
+
+
+def _publish(session: nox.Session) -> None:
+    reports, missing = persist.chain_reports(WORK / "reports", CHAIN)
+    for path in missing:
+        session.warn(f"no report {path.name}: run its save/compat session")
+    seconds = persist.run_seconds(WORK)
+    written = persist.write_atlas(reports, ATLAS_OUT, COMPAT_ROWS, run_seconds=seconds)
+    session.log("atlas: " + ", ".join(str(path) for path in written.values()))
+    if FULL and not missing:
+        changed = persist.update_readme(written["json"], Path(__file__).parent / "README.md")
+        session.log(f"README.md findings {'regenerated' if changed else 'unchanged'}")
 
 
 @nox.session(python=False, default=False, requires=["compat"])
 def atlas(session: nox.Session) -> None:
-    """Merge the reports into atlas/atlas.md, atlas.html and atlas.json."""
-    reports, missing = persist.chain_reports(WORK / "reports", CHAIN)
-    for path in missing:
-        session.warn(f"no report {path.name}: run its save/compat session")
-    written = persist.write_atlas(reports, "atlas", COMPAT_ROWS)
-    session.log("atlas: " + ", ".join(str(path) for path in written.values()))
+    """Save in every row, check every pair, write the atlas (docs/atlas/ for the full run)."""
+    _publish(session)
+
+
+@nox.session(python=False, default=False)
+def publish(session: nox.Session) -> None:
+    """Write the atlas from the reports already in .persist/reports (CI's assembling job)."""
+    _publish(session)

@@ -1,10 +1,13 @@
 """Time building each default version row with uv from wheels, cold and warm, and check it imports.
 
-    python benchmarks/nox_rows.py [--rows all|ID,ID] [--out rows.json]
+    python benchmarks/nox_rows.py [--rows all|ID,ID] [--out rows.json] [--warm-shared]
 
 Cold: a fresh, empty uv cache (everything downloaded). Warm: a new venv from the same cache (what
-nox does on a second run, or CI with a cached uv folder). Needs uv on PATH (or UV=...) and the
-row's interpreters under ``$PYENV_ROOT/versions``; never downloads an interpreter.
+nox does on a second run, or CI with a cached uv folder). ``--warm-shared`` then installs each
+row once more with the user's own uv cache (``UV_CACHE_DIR`` or uv's default), so that a later
+``nox -s atlas`` starts warm; its time is ``shared_s``. Rows install what the noxfile installs
+(the default extras and pytest-xdist). Needs uv on PATH (or UV=...) and the row's interpreters
+under ``$PYENV_ROOT/versions``; never downloads an interpreter.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pytest_persist.nox import (
+    DEFAULT_EXTRAS,
     IMPORT_CHECK,
     add_pyenv_to_path,
     default_rows,
@@ -41,6 +45,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", default="all")
     parser.add_argument("--out", default="")
+    parser.add_argument("--warm-shared", action="store_true")
     args = parser.parse_args()
     rows = default_rows()
     if args.rows != "all":
@@ -54,12 +59,17 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="nox-rows-") as tmp:
         for row in rows:
-            plan = row_install_args(row)
+            plan = row_install_args(row, [*DEFAULT_EXTRAS, "xdist"])
             cache = Path(tmp) / "cache"
             shutil.rmtree(cache, ignore_errors=True)
             env = dict(os.environ, UV_CACHE_DIR=str(cache), UV_PYTHON_DOWNLOADS="never")
             result: dict[str, object] = {"row": row.id, "requirements": plan.requirements}
-            for label in ("cold_s", "warm_s"):
+            shared = {k: v for k, v in os.environ.items() if k != "UV_CACHE_DIR"}
+            shared["UV_PYTHON_DOWNLOADS"] = "never"
+            passes = [("cold_s", env), ("warm_s", env)]
+            if args.warm_shared:
+                passes.append(("shared_s", shared))
+            for label, env in passes:
                 venv = Path(tmp) / "venv"
                 shutil.rmtree(venv, ignore_errors=True)
                 start = time.perf_counter()

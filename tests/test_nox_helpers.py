@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -15,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from pytest_persist import atlas_publish as pn_publish
 from pytest_persist import nox as pn
+from pytest_persist import version_rows
 from pytest_persist.nox import CompatPair, ReportError, RowError, VersionRow
 
 OLD = {"python": "3.10.13", "scikit-learn": "1.0.2", "numpy": "1.21.6", "scipy": "1.11.4"}
@@ -185,11 +186,15 @@ def test_row_matches_environment_by_series_or_exact_version() -> None:
 
 def test_default_rows_are_valid_and_cover_the_range() -> None:
     rows = pn.validate_rows(pn.default_rows())
-    assert 6 <= len(rows) <= 10
     assert len({r.id for r in rows}) == len(rows)
     assert {r.python for r in rows} == {"3.10", "3.11", "3.12", "3.13"}
-    assert {r.sklearn for r in rows} >= {"1.0", "1.3", "1.4", "1.9"}
+    # every minor from 1.0 to 1.9, each as a series (its newest patch release)
+    assert {r.sklearn for r in rows} == {f"1.{minor}" for minor in range(10)}
     assert {r.numpy.split(".")[0] for r in rows} == {"1", "2"}
+    majors: dict[str, set[str]] = {}
+    for r in rows:
+        majors.setdefault(r.sklearn, set()).add(r.numpy.split(".")[0])
+    assert {"1", "2"} in majors.values()  # one minor under numpy 1 and numpy 2
 
 
 @pytest.mark.parametrize(
@@ -279,8 +284,9 @@ def test_row_install_args_drops_extras_a_row_cannot_install(monkeypatch) -> None
     assert "skops>=0.9" in plan.requirements
     assert plan.unavailable_backends == ["onnx"]
 
-    limit = pn._ExtraLimit("skops", "skops needs scikit-learn >= 1.1", sklearn_below=(1, 1))
-    monkeypatch.setattr(pn, "_EXTRA_LIMITS", (limit,))
+    reason = "skops needs scikit-learn >= 1.1"
+    limit = version_rows._ExtraLimit("skops", reason, sklearn_below=(1, 1))
+    monkeypatch.setattr(version_rows, "_EXTRA_LIMITS", (limit,))
     old = pn.row_install_args(VersionRow("3.10", "1.0", "1.21"), ["skops", "cloudpickle"])
     assert old.dropped == {"skops": "skops needs scikit-learn >= 1.1"}
     assert "skops>=0.9" not in old.requirements
@@ -316,7 +322,7 @@ def _ids(pairs: list[CompatPair]) -> set[tuple[str, str]]:
     return {(p.saved.id, p.loaded.id) for p in pairs}
 
 
-def test_forward_chain_older_into_newer_and_newest_into_oldest() -> None:
+def test_forward_chain_older_into_newer_and_newest_into_every_older() -> None:
     a, b, c, d = (
         VersionRow("3.10", "1.0", "1.21"),
         VersionRow("3.11", "1.3", "1.26"),
@@ -333,11 +339,14 @@ def test_forward_chain_older_into_newer_and_newest_into_oldest() -> None:
         (b.id, d.id),
         (c.id, d.id),
         (d.id, a.id),
+        (d.id, b.id),
+        (d.id, c.id),
     }
-    assert len(pairs) == 7
+    assert len(pairs) == 9
     assert pairs[0] == CompatPair(a, b)
     assert pairs[0].id == f"{a.id}->{b.id}"
     assert pn.loads_into(a, pairs) == [d]
+    assert pn.loads_into(b, pairs) == [a, d]
     assert pn.loads_into(d, pairs) == [a, b, c]
     assert pn.compat_chain(shuffled) == pn.compat_chain([a, b, c, d])
 
@@ -372,7 +381,7 @@ def test_row_for_finds_the_parametrized_row() -> None:
     rows = pn.default_rows()
     assert pn.row_for(rows, "3.11", "1.3", "1.26").id == "py3.11-skl1.3-np1.26"
     with pytest.raises(LookupError, match=r"sklearn=1\.1"):
-        pn.row_for(rows, "3.10", "1.1", "1.23")
+        pn.row_for(rows, "3.12", "1.1", "1.23")
 
 
 # --- merge ----------------------------------------------------------------------------------
@@ -474,98 +483,243 @@ def test_describe_record_names_versions_error_and_differences(reports: list[Path
     assert "from DecisionTreeClassifier (1.0.2 -> 1.3.2) x3" in text
 
 
-def test_markdown_atlas(reports: list[Path]) -> None:
-    md = pn.render_atlas_markdown(pn.merge_reports(reports, ROWS))
+def _chain_reports(folder: Path) -> list[Path]:
+    """Reports of a three-row chain: each row's round trips and every pair's checks.
+
+    Ridge passes everywhere; Forest loads under MID but fails to load under NEW (upgrade break
+    at NEW, last passed MID); Boost mismatches under MID already; downgrades from NEW: Ridge
+    passes, Forest method_errors under MID, Boost loads into MID and fails under OLD.
+    """
+    rows = {"old": OLD, "mid": MID, "new": NEW}
+    own = [
+        ("Ridge", "joblib", "passed"),
+        ("Forest", "joblib", "passed"),
+        ("Boost", "joblib", "passed"),
+        ("Boost", "onnx", "unsupported"),
+    ]
+    outcomes = {
+        ("old", "mid"): {"Ridge": "passed", "Forest": "passed", "Boost": "mismatch"},
+        ("old", "new"): {"Ridge": "passed", "Forest": "load_error", "Boost": "mismatch"},
+        ("mid", "new"): {"Ridge": "passed", "Forest": "passed", "Boost": "passed"},
+        ("new", "mid"): {"Ridge": "passed", "Forest": "method_error", "Boost": "passed"},
+        ("new", "old"): {"Ridge": "passed", "Forest": "method_error", "Boost": "load_error"},
+    }
+    paths = []
+    for name, env in rows.items():
+        records = [
+            record(k, e, b, error="no converter" if k == "unsupported" else "") for e, b, k in own
+        ]
+        paths.append(write_report(folder / f"{name}__{name}.json", env, records))
+    for (saved, loaded), kinds in outcomes.items():
+        records = [
+            check(
+                kind,
+                estimator,
+                "joblib",
+                rows[saved],
+                rows[loaded],
+                error="" if kind in ("passed", "mismatch") else f"{kind} of {estimator}",
+                differences=[
+                    {
+                        "method": "predict",
+                        "message": "labels differ",
+                        "n_different": 3,
+                        "n_total": 60,
+                        "tolerated": False,
+                    }
+                ]
+                if kind == "mismatch"
+                else [],
+            )
+            for estimator, kind in kinds.items()
+        ]
+        paths.append(write_report(folder / f"{saved}__{loaded}.json", rows[loaded], records))
+    return paths
+
+
+@pytest.fixture
+def published(tmp_path: Path) -> dict[str, Any]:
+    merged = pn.merge_reports(_chain_reports(tmp_path), ROWS)
+    return pn.aggregate(merged, generated="2026-12-01 12:00 UTC", run_seconds=600.0)
+
+
+def test_aggregate_gives_one_cell_per_estimator_backend_pair(reports: list[Path]) -> None:
+    merged = pn.merge_reports(reports, ROWS)
+    atlas = pn.aggregate(merged, generated="today", run_seconds=12.0)
+    assert atlas["format"] == "pytest-persist-atlas" and atlas["format_version"] == 2
+    assert atlas["generated"] == "today" and atlas["run_seconds"] == 12.0
+    assert atlas["n_records"] == len(merged["records"]) == 10
+    keys = {(c[0], c[1], c[2]) for c in atlas["cells"]}
+    assert len(keys) == len(atlas["cells"])  # one cell per (pair, estimator, backend)
+    expected = {(r["pair"], r["estimator"], r["backend"]) for r in merged["records"]}
+    assert len(atlas["cells"]) == len(expected)
+    assert atlas["sources"] == ["a.json", "b.json", "c.json"]
+    assert atlas["environments"]["py3.10-skl1.0-np1.21"]["numpy"] == "1.21.6"
+    load = next(c for c in atlas["cells"] if c[3] == "l")
+    assert "Can't get attribute 'Loss'" in atlas["messages"][load[4]]
+    assert next(c for c in atlas["cells"] if c[3] == "p" and c[4] == -1)
+
+
+def test_aggregate_deduplicates_messages(tmp_path: Path) -> None:
+    error = "ModuleNotFoundError: No module named 'sklearn.ensemble._gb_losses'"
+    records = [check("load_error", f"E{i}", "joblib", OLD, NEW, error=error) for i in range(30)]
+    atlas = pn.aggregate(pn.merge_reports([write_report(tmp_path / "r.json", NEW, records)]))
+    assert len(atlas["cells"]) == 30
+    assert atlas["messages"] == [error]
+
+
+def test_break_points_upgrades_and_downgrades(published: dict[str, Any]) -> None:
+    points = published["break_points"]
+    ups = {(p["estimator"], p["saved"]): p for p in points["upgrades"]}
+    old, mid, new = (r.id for r in ROWS)
+    assert ups[("Forest", old)]["breaks_at"] == new
+    assert ups[("Forest", old)]["last_passed"] == mid
+    assert ups[("Forest", old)]["how"] == "load_error"
+    assert ups[("Forest", old)]["message"] == "load_error of Forest"
+    assert ups[("Boost", old)]["breaks_at"] == mid
+    assert ups[("Boost", old)]["how"] == "mismatch"
+    assert "predict: labels differ; 3 of 60 differ" in ups[("Boost", old)]["message"]
+    assert ("Ridge", old) not in ups and ("Forest", mid) not in ups
+    # saved under old and mid, 3 estimators with a passing own round trip in each
+    assert points["checked"]["upgrades"] == 6
+    downs = {p["estimator"]: p for p in points["downgrades"]}
+    assert downs["Forest"]["breaks_at"] == mid and downs["Forest"]["how"] == "method_error"
+    assert downs["Boost"]["breaks_at"] == old and downs["Boost"]["last_passed"] == mid
+    assert "Ridge" not in downs
+    assert points["checked"]["downgrades"] == 3
+
+
+def test_markdown_atlas_starts_with_break_points(published: dict[str, Any]) -> None:
+    md = pn.render_atlas_markdown(published)
     assert md.startswith("# pytest-persist compatibility atlas\n")
-    assert "10 records from 3 reports: 3 saved -> loaded pairs" in md
+    assert "Generated 2026-12-01 12:00 UTC, built in 10.0 minutes" in md
+    first_section = md.split("\n## ")[1]
+    assert first_section.startswith("Break points: upgrades")
+    old, mid, new = (r.id for r in ROWS)
+    assert f"| joblib | {old} | {mid} | {new} | 💥 load_error | 1: Forest |" in md
+    assert f"| joblib | {old} | {old} | {mid} | ❌ mismatch | 1: Boost |" in md
+    downgrades = md.split("## Break points: downgrades")[1].split("## Environments")[0]
+    assert f"| joblib | {new} | {mid} | {old} | 💥 load_error | 1: Boost |" in downgrades
     assert "| py3.10-skl1.0-np1.21 | 3.10.13 | 1.0.2 | 1.21.6 | 1.11.4 |" in md
-    findings = md.split("## Findings")[1].split("## Grid")[0]
-    # failures ordered: mismatch, load_error, method_error, dump_error
-    order = [findings.index(k) for k in ("mismatch", "load_error", "method_error", "dump_error")]
-    assert order == sorted(order)
-    assert "Can't get attribute 'Loss'" in findings
-    assert "values differ \\| beyond tolerance" not in findings  # bullets, not table cells
-    assert "3 of 150 differ" in findings
-    assert "py3.10-skl1.0-np1.21 -> py3.11-skl1.3-np1.26: 2 records" in md
-    grid = md.split("## Grid")[1]
-    assert "| saved -> loaded | estimator | pickle | joblib | onnx | cloudpickle |" in grid
-    hgb = next(line for line in grid.splitlines() if "HistGradientBoosting" in line)
-    assert hgb == (
-        "| py3.10-skl1.0-np1.21 -> py3.11-skl1.3-np1.26 | HistGradientBoostingClassifier "
-        "| 💥 |  |  |  |"
-    )
-    summary = md.split("## Summary")[1].split("## Findings")[0]
-    first = next(line for line in summary.splitlines() if "py3.10-skl1.0-np1.21 |" in line)
-    # columns: mismatch, load_error, method_error, dump_error, warned, passed, unsupported, unavail.
-    assert [c.strip() for c in first.split("|")[3:11]] == ["", "1", "1", "", "1", "", "", "1"]
+    assert "## Failure messages" in md and "load_error of Forest" in md
 
 
 def test_markdown_escapes_table_cells(tmp_path: Path) -> None:
     path = write_report(
         tmp_path / "r.json", dict(NEW, python="3.13|0"), [record("passed", "A|B", "pickle")]
     )
-    md = pn.render_atlas_markdown(pn.merge_reports([path]))
-    assert "A\\|B" in md
+    md = pn.render_atlas_markdown(pn.aggregate(pn.merge_reports([path])))
     assert "3.13\\|0" in md
 
 
 def test_markdown_without_failures_says_so(tmp_path: Path) -> None:
     path = write_report(tmp_path / "r.json", NEW, [record("passed", "Ridge", "pickle")])
-    md = pn.render_atlas_markdown(pn.merge_reports([path]))
+    md = pn.render_atlas_markdown(pn.aggregate(pn.merge_reports([path])))
     assert "No mismatch, load error, method error or dump error." in md
 
 
-class _Cells(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.cells: list[dict[str, str | None]] = []
-        self.tags: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tags.append(tag)
-        found = dict(attrs)
-        if tag == "td" and "c" in (found.get("class") or "").split():
-            self.cells.append(found)
-
-
-def test_html_atlas_is_self_contained_and_readable(reports: list[Path]) -> None:
-    atlas = pn.merge_reports(reports, ROWS)
-    page = pn.render_atlas_html(atlas)
+def test_html_atlas_is_self_contained(published: dict[str, Any]) -> None:
+    page = pn.render_atlas_html(published)
     assert page.startswith("<!DOCTYPE html>")
-    for forbidden in ("http://", "https://", "<script", "<link", "@import", "url("):
+    for forbidden in ("http://", "https://", "<link", "@import", "url(", "src="):
         assert forbidden not in page
-    parser = _Cells()
-    parser.feed(page)
-    pairs, estimators, backends = atlas["pairs"], atlas["estimators"], atlas["backends"]
-    # each estimator has columns only for the backends it went through
-    used = {(r["estimator"], r["backend"]) for r in atlas["records"]}
-    assert len(used) < len(estimators) * len(backends)
-    assert len(parser.cells) == len(pairs) * len(used)
-    classes = Counter(c["class"].split()[1] for c in parser.cells)  # type: ignore[union-attr]
-    assert classes["s-load_error"] == 1
-    assert classes["s-mismatch"] == 1
-    assert classes["s-warned"] == 1
-    assert classes["s-dump_error"] == 1
-    load_error = next(c for c in parser.cells if "s-load_error" in (c["class"] or ""))
-    assert "Can't get attribute 'Loss' on <module 'sklearn._loss'>" in (load_error["title"] or "")
-    assert "scikit-learn 1.0.2" in (load_error["title"] or "")
-    assert "&lt;module &#x27;sklearn._loss&#x27;&gt;" in page  # escaped in the markup
-    absent = [c for c in parser.cells if "s-absent" in (c["class"] or "")]
-    assert absent
-    assert "no record" in (absent[0]["title"] or "")
-    # legend, environments with versions, findings
-    assert "load_error: the artifact did not load" in page
-    assert "<td>1.21.6</td>" in page
-    assert "<td>1.20.0</td>" in page  # skl2onnx of the newest row
-    assert page.count("<details>") == 4
+    tags: list[tuple[str, dict[str, str | None]]] = []
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            tags.append((tag, dict(attrs)))
+
+    Tags().feed(page)
+    ids = {attrs.get("id") for _tag, attrs in tags}
+    assert {"break-table-upgrades", "break-table-downgrades", "grid", "f-backend"} <= ids
+    assert {"f-est", "f-saved", "f-loaded"} <= ids
+    start = page.index('<script type="application/json" id="atlas-data">')
+    data = json.loads(page[page.index(">", start) + 1 : page.index("</script>", start)])
+    assert data["cells"] == published["cells"]
+    assert data["messages"] == published["messages"]
+    assert "load_error of Forest" in page.split('id="grid-section"')[0]  # the static table
 
 
-def test_write_atlas_writes_json_markdown_and_html(reports: list[Path], tmp_path: Path) -> None:
-    written = pn.write_atlas(reports, tmp_path / "atlas", ROWS)
+def test_html_data_cannot_end_its_script_block(tmp_path: Path) -> None:
+    error = "ValueError: </script><script>alert(1)</script>"
+    path = write_report(
+        tmp_path / "r.json", NEW, [record("load_error", "X", "joblib", error=error)]
+    )
+    page = pn.render_atlas_html(pn.aggregate(pn.merge_reports([path])))
+    assert "</script><script>alert" not in page
+    assert page.count("</script>") == 2
+
+
+def test_write_atlas_writes_json_markdown_and_html(tmp_path: Path) -> None:
+    reports = _chain_reports(tmp_path)
+    written = pn.write_atlas(reports, tmp_path / "atlas", ROWS, run_seconds=5.0, generated="now")
     assert sorted(p.name for p in written.values()) == ["atlas.html", "atlas.json", "atlas.md"]
     merged = json.loads(written["json"].read_text(encoding="utf-8"))
-    assert merged == pn.merge_reports(reports, ROWS)
+    assert merged == pn.aggregate(pn.merge_reports(reports, ROWS), generated="now", run_seconds=5.0)
     assert not list((tmp_path / "atlas").glob("*.tmp"))
+
+
+def test_v2_reports_merge_like_v1(tmp_path: Path) -> None:
+    v1 = write_report(tmp_path / "v1.json", NEW, [check("load_error", "X", "joblib", OLD, NEW)])
+    v2 = tmp_path / "v2" / "r.json"
+    v2.parent.mkdir()
+    records = [
+        {
+            **record("load_error", "X", "joblib", mode="check"),
+            "saved_environment": "a",
+            "loaded_environment": "b",
+        }
+    ]
+    report = {
+        "format": "pytest-persist-report",
+        "format_version": 2,
+        "environments": {"a": OLD, "b": NEW},
+        "records": records,
+    }
+    v2.write_text(json.dumps(report), encoding="utf-8")
+    first, second = pn.merge_reports([v1], ROWS), pn.merge_reports([v2], ROWS)
+    assert first["environments"] == second["environments"]
+    assert first["pairs"] == second["pairs"] == ["py3.10-skl1.0-np1.21 -> py3.13-skl1.9-np2.5"]
+    report["records"][0]["saved_environment"] = "zz"
+    v2.write_text(json.dumps(report), encoding="utf-8")
+    with pytest.raises(ReportError, match="saved_environment 'zz'") as info:
+        pn.merge_reports([v2])
+    assert str(v2) in str(info.value)
+
+
+def test_readme_findings_are_generated_from_the_atlas(tmp_path: Path) -> None:
+    written = pn.write_atlas(_chain_reports(tmp_path), tmp_path / "atlas", ROWS, generated="x")
+    readme = tmp_path / "README.md"
+    start, end = pn_publish.FINDINGS_START, pn_publish.FINDINGS_END
+    readme.write_text(f"# T\n\n## What the atlas found\n\n{start}\nold\n{end}\n\nrest\n")
+    assert pn.update_readme(written["json"], readme)
+    text = readme.read_text(encoding="utf-8")
+    assert "old" not in text and text.endswith(f"{end}\n\nrest\n")
+    region = text.split(start)[1].split(end)[0]
+    assert "From the atlas generated x" in region
+    assert (
+        "joblib, saved under py3.10-skl1.0-np1.21: load_error under py3.13-skl1.9-np2.5" in region
+    )
+    assert not pn.update_readme(written["json"], readme)  # unchanged the second time
+    readme.write_text("no region\n")
+    with pytest.raises(ValueError, match="no findings region"):
+        pn.update_readme(written["json"], readme)
+
+
+def test_progress_counts_reports_of_this_run(tmp_path: Path) -> None:
+    chain = pn.compat_chain(ROWS)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "stale.json").write_text("{}")
+    pn.start_run(tmp_path)
+    assert not (tmp_path / "reports" / "stale.json").exists()
+    assert pn.progress(tmp_path, chain).startswith(f"rows saved 0/3, pairs checked 0/{len(chain)}")
+    old = ROWS[0].id
+    (tmp_path / "reports" / f"{old}__{old}.json").write_text("{}")
+    pair = chain[0]
+    (tmp_path / "reports" / f"{pair.saved.id}__{pair.loaded.id}.json").write_text("{}")
+    text = pn.progress(tmp_path, chain)
+    assert text.startswith(f"rows saved 1/3, pairs checked 1/{len(chain)}, ")
+    assert "min so far, about" in text and "min left" in text
 
 
 # --- nox-free import and the session helpers ------------------------------------------------

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -141,3 +142,43 @@ def test_artifact_saved_in_an_old_row_is_checked_in_the_newest(
     atlas = pn.merge_reports([saved_report, checked], [old, new])
     assert f"{old.id} -> {new.id}" in atlas["pairs"]
     assert f"{old.id} -> {old.id}" in atlas["pairs"]
+
+
+UNINSTALLABLE_NOXFILE = """
+import nox
+from pytest_persist import nox as persist
+
+nox.options.default_venv_backend = "uv"
+nox.options.download_python = "never"
+persist.add_pyenv_to_path(["3.11"])
+# Possible as far as the wheel tables know; the resolver finds no scipy older than 1.0 for it.
+ROW = persist.VersionRow("3.11", "1.3", "1.26", pins=("scipy<1.0",), id="scipy-from-the-past")
+
+
+@nox.session(python="3.11")
+def bad(session):
+    persist.install_row(session, ROW, extras=())
+"""
+
+
+@pytest.mark.slow
+def test_a_row_that_cannot_install_fails_its_session_naming_row_and_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("nox")
+    _interpreter("3.11", monkeypatch)
+    (tmp_path / "noxfile.py").write_text(UNINSTALLABLE_NOXFILE, encoding="utf-8")
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", "nox", "-s", "bad"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    output = done.stdout + done.stderr
+    failed = next(line for line in output.splitlines() if "cannot be installed" in line)
+    assert "row scipy-from-the-past cannot be installed from wheels" in failed
+    assert "scipy" in failed.split("cannot be installed from wheels:")[1]  # the resolver's reason
