@@ -76,11 +76,18 @@ MISBEHAVING = textwrap.dedent(
     import numpy as np
 
     # The loader's child gets a clean environment: a test that checks through the plugin
-    # writes the mode into misbehave_mode.txt beside this module instead.
-    _MODE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "misbehave_mode.txt")
-    MODE = os.environ.get("MISBEHAVE") or (
-        open(_MODE_FILE).read().strip() if os.path.exists(_MODE_FILE) else ""
-    )
+    # writes the mode (misbehave_mode.txt) and the marker path (misbehave_marker.txt) beside
+    # this module instead of setting MISBEHAVE / MISBEHAVE_MARKER.
+    _HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+    def _setting(variable, name):
+        path = os.path.join(_HERE, name)
+        from_file = open(path).read().strip() if os.path.exists(path) else ""
+        return os.environ.get(variable) or from_file
+
+
+    MODE = _setting("MISBEHAVE", "misbehave_mode.txt")
 
 
     class Misbehaving:
@@ -100,7 +107,7 @@ MISBEHAVING = textwrap.dedent(
             return np.asarray(X).sum(axis=1) + self.offset_ + bump
 
         def __setstate__(self, state):
-            marker = os.environ.get("MISBEHAVE_MARKER")
+            marker = _setting("MISBEHAVE_MARKER", "misbehave_marker.txt")
             if marker:
                 open(marker, "w").close()  # proves this artifact was unpickled
             if MODE == "abort":

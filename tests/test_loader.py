@@ -214,9 +214,10 @@ def test_children_get_a_clean_environment_limits_and_their_own_cwd(
     run_suite, pytester, faulty, monkeypatch, isolation
 ):
     seen = pytester.path / "environ.json"
+    # the signing key is a secret the child must not see; the store is signed with it
+    monkeypatch.setenv("PYTEST_PERSIST_KEY", "ab" * 32)
     faulty("environ", "environ", str(seen))
     monkeypatch.setenv("MY_API_TOKEN", "hunter2")
-    monkeypatch.setenv("PYTEST_PERSIST_KEY", "signing-key")
     monkeypatch.setenv("SOME_PROJECT_SETTING", "x")
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     monkeypatch.setenv("LC_ALL", "C.UTF-8")

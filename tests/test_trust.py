@@ -85,7 +85,8 @@ def misbehaving_module(pytester, monkeypatch, marker: Path):
     (modules / "trust_misbehaving.py").write_text(MISBEHAVING)
     monkeypatch.syspath_prepend(str(modules))
     monkeypatch.setenv("PYTHONPATH", str(modules))
-    monkeypatch.setenv("MISBEHAVE_MARKER", str(marker))
+    # the loader's child gets a clean environment: the marker's path travels in a file
+    (modules / "misbehave_marker.txt").write_text(str(marker))
     import trust_misbehaving
 
     return trust_misbehaving
