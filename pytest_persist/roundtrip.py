@@ -386,9 +386,15 @@ def check_persistence(
     expected = expected_outputs(estimator, X, y, config)
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="pytest-persist-") as workdir:
+        suffixes: set[str] = set()
         for name in names:
-            backend_dir = Path(workdir) / name
-            backend_dir.mkdir()
+            # One folder for all the artifacts, a subfolder only where two backends write the
+            # same suffix (joblib, joblib-mmap): never overwrite a file a loaded model maps.
+            backend_dir = Path(workdir)
+            if registry[name].suffix in suffixes:
+                backend_dir = backend_dir / name
+                backend_dir.mkdir()
+            suffixes.add(registry[name].suffix)
             outcomes.append(
                 run_roundtrip(
                     estimator,
