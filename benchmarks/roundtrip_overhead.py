@@ -551,25 +551,50 @@ def peak_extra_bytes(run: Callable[[], Any]) -> int | None:
     return (peak - before) * 1024
 
 
+def memory_child(path: str, backend: str, side: str) -> None:
+    """In a fresh process: load (forest, X, y), then print the peak extra bytes of one round
+    trip (a process that already ran round trips reuses their freed memory: it would show 0)."""
+    with open(path, "rb") as file:
+        forest, X, y = pickle.load(file)
+    if side == "plugin":
+        from pytest_persist import check_persistence
+
+        run = partial(check_persistence, forest, X, y, backends=[backend])
+    else:
+        run = partial(hand_run, forest, X, y, backend)
+    with quiet():
+        print(peak_extra_bytes(run))
+
+
 def print_memory(forest: Any, X: Any, y: Any, backends: list[str]) -> None:
     """Peak memory of one forest round trip, as a multiple of the forest's pickled size."""
-    from pytest_persist import check_persistence
+    import subprocess
 
     size = len(pickle.dumps(forest, protocol=5))
     print(
-        f"\nPeak memory of one round trip above the process's resident size before it, "
-        f"as a multiple of the forest's pickled size ({size / 2**20:.1f} MiB):"
+        f"\nPeak memory of one round trip (each in a fresh process, above its resident size "
+        f"before the round trip), as a multiple of the forest's pickled size "
+        f"({size / 2**20:.1f} MiB):"
     )
-    for backend in backends:
-        plugin = peak_extra_bytes(partial(check_persistence, forest, X, y, backends=[backend]))
-        hand = peak_extra_bytes(partial(hand_run, forest, X, y, backend))
-        if plugin is None or hand is None:
-            print(f"{backend:<18}not measurable here (needs Linux /proc/self/clear_refs)")
-            continue
-        print(
-            f"{backend:<18}plugin {plugin / 2**20:7.1f} MiB = {plugin / size:.2f}x pickled; "
-            f"hand {hand / 2**20:7.1f} MiB = {hand / size:.2f}x pickled"
-        )
+    with tempfile.TemporaryDirectory(prefix="memory-") as folder:
+        path = Path(folder) / "forest.pkl"
+        with open(path, "wb") as file:
+            pickle.dump((forest, X, y), file, protocol=5)
+        for backend in backends:
+            peaks = {}
+            for side in ("plugin", "hand"):
+                command = [sys.executable, __file__, "--memory-child", str(path), backend, side]
+                done = subprocess.run(command, capture_output=True, text=True, check=False)
+                lines = done.stdout.strip().splitlines()
+                peaks[side] = int(lines[-1]) if lines and lines[-1].isdigit() else None
+            if None in peaks.values():
+                print(f"{backend:<18}not measurable here (needs Linux /proc/self/clear_refs)")
+                continue
+            plugin, hand = peaks["plugin"], peaks["hand"]
+            print(
+                f"{backend:<18}plugin {plugin / 2**20:7.1f} MiB = {plugin / size:.2f}x pickled; "
+                f"hand {hand / 2**20:7.1f} MiB = {hand / size:.2f}x pickled"
+            )
 
 
 def dominant_overhead(pair: Pair) -> tuple[str, float]:
@@ -867,6 +892,10 @@ def summary(forest: dict[str, Pair], sweep: dict[str, SweepTotals]) -> None:
 
 
 def main() -> None:
+    global CAP_SECONDS
+    if sys.argv[1:2] == ["--memory-child"]:
+        memory_child(*sys.argv[2:5])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="50 trees, 5k rows, every 6th sweep estimator"
@@ -880,9 +909,13 @@ def main() -> None:
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument(
+        "--cap", type=float, default=300.0, help="seconds per backend before giving up"
+    )
+    parser.add_argument(
         "--peer-backends", default="pickle,joblib-mmap", help="the plugin's side of the peer run"
     )
     args = parser.parse_args()
+    CAP_SECONDS = args.cap
 
     from pytest_persist.backends import BackendRegistry
 
