@@ -58,7 +58,7 @@ def call_method(estimator: Any, method: str, X: Any, y: Any = None, transformed:
     """Call one prediction method the way the comparison does (on a fresh copy of the input)."""
     if method == "score":
         return estimator.score(_fresh(X), _fresh(y))
-    return _call(estimator, method, _fresh(X), transformed)
+    return _call(estimator, method, _fresh(X), None, transformed)
 
 
 def _call(estimator: Any, method: str, X: Any, y: Any = None, transformed: Any = None) -> Any:

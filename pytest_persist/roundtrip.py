@@ -386,9 +386,15 @@ def check_persistence(
     expected = expected_outputs(estimator, X, y, config)
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="pytest-persist-") as workdir:
+        suffixes: set[str] = set()
         for name in names:
-            backend_dir = Path(workdir) / name
-            backend_dir.mkdir()
+            # One folder for all the artifacts, a subfolder only where two backends write the
+            # same suffix (joblib, joblib-mmap): never overwrite a file a loaded model maps.
+            backend_dir = Path(workdir)
+            if registry[name].suffix in suffixes:
+                backend_dir = backend_dir / name
+                backend_dir.mkdir()
+            suffixes.add(registry[name].suffix)
             outcomes.append(
                 run_roundtrip(
                     estimator,
@@ -443,16 +449,24 @@ def _describe(exc: BaseException, max_lines: int = 8, max_chars: int = 400) -> s
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_VERSIONS: dict[tuple[type, str], dict[str, str]] = {}
+
+
 def _versions(backend: Backend) -> dict[str, str]:
-    import platform
+    """Python, scikit-learn, numpy and the backend's libraries; looked up once per backend
+    (package metadata does not change within a process), a fresh dict for every outcome."""
+    key = (type(backend), backend.name)
+    if key not in _VERSIONS:
+        import platform
 
-    import numpy
-    import sklearn
+        import numpy
+        import sklearn
 
-    versions = {
-        "python": platform.python_version(),
-        "scikit-learn": sklearn.__version__,
-        "numpy": numpy.__version__,
-    }
-    versions.update(backend.library_versions())
-    return versions
+        versions = {
+            "python": platform.python_version(),
+            "scikit-learn": sklearn.__version__,
+            "numpy": numpy.__version__,
+        }
+        versions.update(backend.library_versions())
+        _VERSIONS[key] = versions
+    return dict(_VERSIONS[key])
