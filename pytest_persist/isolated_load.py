@@ -24,6 +24,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .hints import load_error_hint
 from .outcome import Outcome, OutcomeKind, VersionWarningRecord
 from .store import StoredEntry, TamperedArtifactError
 from .versions import environment_fingerprint
@@ -158,7 +159,16 @@ def check_entry(
             error = result["load_error"]
             outcome.details["traceback"] = error.get("traceback", "")
             outcome.details["warning_before_error"] = bool(outcome.version_warnings)
-            return _finish(outcome, OutcomeKind.LOAD_ERROR, f"{error['type']}: {error['message']}")
+            message = f"{error['type']}: {error['message']}"
+            hint = load_error_hint(
+                message,
+                estimator_class=entry.estimator_class,
+                backend=entry.backend,
+                test_id=entry.test_id,
+            )
+            if hint:
+                message += f"\n  hint: {hint}"
+            return _finish(outcome, OutcomeKind.LOAD_ERROR, message)
 
         method_errors: dict[str, str] = result.get("method_errors", {})
         actual: dict[str, Any] = {}

@@ -215,6 +215,7 @@ def run_roundtrip(
         outcome.kind = OutcomeKind.LOAD_ERROR
         outcome.version_warnings = version_warnings  # a warning may come before the failure
         outcome.error = f"loading {name} with {backend.name} failed: {_describe(exc)}"
+        outcome.error += _load_hint(estimator, backend, exc, test_id)
         return outcome
     outcome.load_seconds = time.perf_counter() - started
     outcome.version_warnings = version_warnings
@@ -362,6 +363,19 @@ def explain_dump_error(estimator: Any, backend: Backend, exc: BaseException) -> 
             f"{inside}; the cloudpickle backend can. ({_describe(exc)})"
         )
     return f"dumping {name} with {backend.name} failed: {_describe(exc)}"
+
+
+def _load_hint(estimator: Any, backend: Backend, exc: BaseException, test_id: str) -> str:
+    from .hints import load_error_hint
+
+    cls = type(estimator)
+    hint = load_error_hint(
+        str(exc),
+        estimator_class=f"{cls.__module__}.{cls.__qualname__}",
+        backend=backend.name,
+        test_id=test_id,
+    )
+    return f"\n    hint: {hint}" if hint else ""
 
 
 def _find_local_function(estimator: Any) -> tuple[str, str, str] | None:
