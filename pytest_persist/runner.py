@@ -268,7 +268,10 @@ class BoundCheck:
             def on_passed(outcome: Outcome, **stored: Any) -> None:
                 saver(outcome, **stored, call_index=index)
 
-        outcome = self.pending.check(estimator, test_id=self.test_id, on_passed=on_passed)
+        try:
+            outcome = self.pending.check(estimator, test_id=self.test_id, on_passed=on_passed)
+        except PersistUsageError as exc:  # e.g. no method of the fitted estimator works on X
+            pytest.fail(f"pytest-persist usage error: {exc}", pytrace=False)
         self.record.append(outcome)
         judge(outcome, strict=self.settings.strict, known_failure=self.pending.known_failure)
         return outcome
