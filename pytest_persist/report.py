@@ -178,7 +178,10 @@ def expand_environments(report: dict[str, Any]) -> dict[str, Any]:
         expanded.append(record)
     return {
         **{key: value for key, value in report.items() if key != "environments"},
-        "environment": lookup(report.get("environment"), "'environment'"),
+        # where the report was written; a report merged from several runs may name none
+        "environment": (
+            lookup(report["environment"], "'environment'") if "environment" in report else {}
+        ),
         "records": expanded if isinstance(records, list) else records,
     }
 
