@@ -6,8 +6,15 @@ model and checks them with ``np.testing`` at the same tolerances:
 
 1. a ``RandomForestClassifier(n_estimators=300)`` fitted on ``make_classification`` (20,000 x 20):
    ``check_persistence(forest, X, y, backends=[name])``, split into its parts (original outputs,
-   determinism re-run, dump, load, calls on the loaded model, comparison, state walk, other);
-2. the sweep: every ``default_instances()`` estimator fitted on ``make_fit_data``.
+   determinism, i.e. the original called again after a mismatch, dump, load, calls on the
+   loaded model, comparison, state walk, other);
+2. the sweep: every ``default_instances()`` estimator fitted on ``make_fit_data``;
+3. the peer: scikit-learn's own ``check_estimators_pickle`` over the instances its test suite
+   builds, against the plugin's ``persistence_checks`` (pickle + joblib-mmap) over the same
+   instances, fits included on both sides.
+
+After the forest's timings, the peak memory of one round trip (pickle, joblib) is measured as
+a multiple of the forest's pickled size (Linux: ``/proc/self/clear_refs`` resets the peak).
 
 Fits are done once, outside every timed region; everything runs under
 ``threadpool_limits(1)``. Plugin and hand runs alternate within each repetition and the
@@ -35,6 +42,7 @@ import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +87,6 @@ class PluginParts:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self._phase = ""
-        self._first_compute = 0.0
 
     def reset(self) -> None:
         self.seconds = defaultdict(float)
@@ -88,55 +95,57 @@ class PluginParts:
     def installed(self) -> Iterator[None]:
         from pytest_persist import roundtrip
 
-        names = ("expected_outputs", "compute_outputs", "compare_loaded", "compare_state")
+        names = (
+            "expected_outputs",
+            "recall_original",
+            "compute_outputs",
+            "compute_outputs_once",
+            "compare_loaded",
+            "compare_state",
+        )
         original = {name: getattr(roundtrip, name) for name in names}
 
-        def expected_outputs(*args: Any, **kwargs: Any) -> Any:
-            self._phase, self._first_compute = "expected", -1.0
-            started = time.perf_counter()
-            try:
-                return original["expected_outputs"](*args, **kwargs)
-            finally:
-                total = time.perf_counter() - started
-                first = max(self._first_compute, 0.0)
-                self.seconds["expected"] += first
-                self.seconds["determinism"] += total - first  # re-run + exact comparison
-                self._phase = ""
+        def timed(name: str, part: str) -> Callable[..., Any]:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return original[name](*args, **kwargs)
+                finally:
+                    self.seconds[part] += time.perf_counter() - started
 
-        def compute_outputs(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return original["compute_outputs"](*args, **kwargs)
-            finally:
-                elapsed = time.perf_counter() - started
-                if self._phase == "expected" and self._first_compute < 0:
-                    self._first_compute = elapsed
-                elif self._phase == "loaded":
-                    self.seconds["calls"] += elapsed
+            return wrapper
+
+        def computing(name: str) -> Callable[..., Any]:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return original[name](*args, **kwargs)
+                finally:
+                    if self._phase == "loaded":
+                        self.seconds["calls"] += time.perf_counter() - started
+
+            return wrapper
 
         def compare_loaded(*args: Any, **kwargs: Any) -> Any:
             self._phase = "loaded"
-            calls_before = self.seconds["calls"]
+            before = self.seconds["calls"] + self.seconds["determinism"]
             started = time.perf_counter()
             try:
                 return original["compare_loaded"](*args, **kwargs)
             finally:
                 total = time.perf_counter() - started
-                self.seconds["compare"] += total - (self.seconds["calls"] - calls_before)
+                inside = self.seconds["calls"] + self.seconds["determinism"] - before
+                self.seconds["compare"] += total - inside
                 self._phase = ""
 
-        def compare_state(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return original["compare_state"](*args, **kwargs)
-            finally:
-                self.seconds["state"] += time.perf_counter() - started
-
         wrappers = {
-            "expected_outputs": expected_outputs,
-            "compute_outputs": compute_outputs,
+            "expected_outputs": timed("expected_outputs", "expected"),
+            # the lazy determinism check: the original called again, only after a mismatch
+            "recall_original": timed("recall_original", "determinism"),
+            "compute_outputs": computing("compute_outputs"),
+            "compute_outputs_once": computing("compute_outputs_once"),
             "compare_loaded": compare_loaded,
-            "compare_state": compare_state,
+            "compare_state": timed("compare_state", "state"),
         }
         for name, wrapper in wrappers.items():
             setattr(roundtrip, name, wrapper)
@@ -508,7 +517,84 @@ def forest_benchmark(
     )
     if savings:
         print_savings(savings)
+    print_memory(forest, X, y, [b for b in ("pickle", "joblib") if b in backends])
     return results
+
+
+# --------------------------------------------------------------------------------------- memory
+
+
+def _status_kib(field_name: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    raise KeyError(field_name)
+
+
+def peak_extra_bytes(run: Callable[[], Any]) -> int | None:
+    """Peak resident memory while ``run()`` runs, above what the process held before it.
+
+    Linux only: writing 5 to ``/proc/self/clear_refs`` resets the peak (``VmHWM``) to the
+    current resident size. None where that is not possible.
+    """
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+        before = _status_kib("VmRSS")
+    except OSError:
+        return None
+    result = run()
+    peak = _status_kib("VmHWM")
+    del result
+    return (peak - before) * 1024
+
+
+def memory_child(path: str, backend: str, side: str) -> None:
+    """In a fresh process: load (forest, X, y), then print the peak extra bytes of one round
+    trip (a process that already ran round trips reuses their freed memory: it would show 0)."""
+    with open(path, "rb") as file:
+        forest, X, y = pickle.load(file)
+    if side == "plugin":
+        from pytest_persist import check_persistence
+
+        run = partial(check_persistence, forest, X, y, backends=[backend])
+    else:
+        run = partial(hand_run, forest, X, y, backend)
+    with quiet():
+        print(peak_extra_bytes(run))
+
+
+def print_memory(forest: Any, X: Any, y: Any, backends: list[str]) -> None:
+    """Peak memory of one forest round trip, as a multiple of the forest's pickled size."""
+    import subprocess
+
+    size = len(pickle.dumps(forest, protocol=5))
+    print(
+        f"\nPeak memory of one round trip (each in a fresh process, above its resident size "
+        f"before the round trip), as a multiple of the forest's pickled size "
+        f"({size / 2**20:.1f} MiB):"
+    )
+    with tempfile.TemporaryDirectory(prefix="memory-") as folder:
+        path = Path(folder) / "forest.pkl"
+        with open(path, "wb") as file:
+            pickle.dump((forest, X, y), file, protocol=5)
+        for backend in backends:
+            peaks = {}
+            for side in ("plugin", "hand"):
+                command = [sys.executable, __file__, "--memory-child", str(path), backend, side]
+                done = subprocess.run(command, capture_output=True, text=True, check=False)
+                lines = done.stdout.strip().splitlines()
+                peaks[side] = int(lines[-1]) if lines and lines[-1].isdigit() else None
+            if None in peaks.values():
+                print(f"{backend:<18}not measurable here (needs Linux /proc/self/clear_refs)")
+                continue
+            plugin, hand = peaks["plugin"], peaks["hand"]
+            print(
+                f"{backend:<18}plugin {plugin / 2**20:7.1f} MiB = {plugin / size:.2f}x pickled; "
+                f"hand {hand / 2**20:7.1f} MiB = {hand / size:.2f}x pickled"
+            )
 
 
 def dominant_overhead(pair: Pair) -> tuple[str, float]:
@@ -685,6 +771,101 @@ def print_sweep(totals: dict[str, SweepTotals]) -> None:
         print(f"{backend:<18}" + "".join(f"{sums[part]:>12.3f}" for part in PARTS) + f"  {named}")
 
 
+# ----------------------------------------------------------------------------------------- peer
+
+
+@dataclass
+class PeerCounts:
+    """One pass over the instances: seconds, and how each check ended."""
+
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    kinds: Counter = field(default_factory=Counter)
+    methods: int = 0
+    raised: dict[str, str] = field(default_factory=dict)
+
+
+def sklearn_peer(instances: list[Any]) -> PeerCounts:
+    """scikit-learn's own ``check_estimators_pickle`` on every instance (fit included)."""
+    from sklearn.utils.estimator_checks import check_estimators_pickle
+
+    counts = PeerCounts()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for estimator in instances:
+        try:
+            check_estimators_pickle(type(estimator).__name__, estimator)
+        except Exception as error:  # AssertionError, SkipTest, or the fit failing
+            counts.kinds["raised"] += 1
+            counts.raised[type(estimator).__name__] = type(error).__name__
+        else:
+            counts.kinds["passed"] += 1
+            # the four methods it compares, when the estimator has them (hasattr before fit)
+            methods = ("predict", "transform", "decision_function", "predict_proba")
+            counts.methods += sum(hasattr(estimator, m) for m in methods)
+    counts.seconds = time.perf_counter() - started
+    counts.cpu_seconds = time.process_time() - cpu_started
+    return counts
+
+
+def plugin_peer(instances: list[Any], backends: list[str]) -> PeerCounts:
+    """The plugin's ``persistence_checks`` on the same instances (fit included, once each)."""
+    from pytest_persist import persistence_checks
+
+    counts = PeerCounts()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for estimator, check in persistence_checks(instances, backends=backends):
+        try:
+            outcome = check(estimator)
+        except Exception as error:  # PersistUsageError: the tag-driven data cannot fit it
+            counts.kinds["raised"] += 1
+            counts.raised[type(estimator).__name__] = type(error).__name__
+            continue
+        counts.kinds[outcome.kind.value] += 1
+        counts.methods += len(outcome.compared_methods)
+        outcome.loaded = None
+    counts.seconds = time.perf_counter() - started
+    counts.cpu_seconds = time.process_time() - cpu_started
+    return counts
+
+
+def peer_benchmark(reps: int, backends: list[str]) -> None:
+    """scikit-learn's ``check_estimators_pickle`` vs the plugin, over the instances
+    scikit-learn's own test suite builds (``_tested_estimators()``)."""
+    from sklearn.utils._test_common.instance_generator import _tested_estimators
+
+    instances = list(_tested_estimators())
+    print(
+        f"\n== 3. Peer: scikit-learn's check_estimators_pickle vs the plugin's "
+        f"persistence_checks ({' + '.join(backends)}) over the {len(instances)} instances of "
+        f"sklearn.utils._test_common.instance_generator._tested_estimators(); fits included; "
+        f"median of {reps} rep(s)",
+        flush=True,
+    )
+    runs: dict[str, list[PeerCounts]] = {"scikit-learn": [], "plugin": []}
+    for rep in range(reps):
+        order = ("scikit-learn", "plugin") if rep % 2 == 0 else ("plugin", "scikit-learn")
+        for side in order:
+            gc.collect()
+            if side == "plugin":
+                runs[side].append(plugin_peer(instances, backends))
+            else:
+                runs[side].append(sklearn_peer(instances))
+    wall = {side: statistics.median(r.seconds for r in rs) for side, rs in runs.items()}
+    cpu = {side: statistics.median(r.cpu_seconds for r in rs) for side, rs in runs.items()}
+    for side, side_runs in runs.items():
+        last = side_runs[-1]
+        checks = sum(last.kinds.values())
+        print(
+            f"{side:<14}{wall[side]:7.2f} s wall, {cpu[side]:7.2f} s CPU  {checks} checks: "
+            f"{dict(last.kinds)}; methods compared {last.methods}; raised: {last.raised or 'none'}"
+        )
+    print(
+        f"ratio plugin / scikit-learn: {wall['plugin'] / wall['scikit-learn']:.2f}x wall, "
+        f"{cpu['plugin'] / cpu['scikit-learn']:.2f}x CPU (CPU time is the steadier figure "
+        "on a shared machine)"
+    )
+
+
 # ------------------------------------------------------------------------------------------ main
 
 
@@ -711,6 +892,10 @@ def summary(forest: dict[str, Pair], sweep: dict[str, SweepTotals]) -> None:
 
 
 def main() -> None:
+    global CAP_SECONDS
+    if sys.argv[1:2] == ["--memory-child"]:
+        memory_child(*sys.argv[2:5])
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help="50 trees, 5k rows, every 6th sweep estimator"
@@ -722,7 +907,15 @@ def main() -> None:
     )
     parser.add_argument("--skip-forest", action="store_true")
     parser.add_argument("--skip-sweep", action="store_true")
+    parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument(
+        "--cap", type=float, default=300.0, help="seconds per backend before giving up"
+    )
+    parser.add_argument(
+        "--peer-backends", default="pickle,joblib-mmap", help="the plugin's side of the peer run"
+    )
     args = parser.parse_args()
+    CAP_SECONDS = args.cap
 
     from pytest_persist.backends import BackendRegistry
 
@@ -744,6 +937,9 @@ def main() -> None:
         sweep = {}
         if not args.skip_sweep:
             sweep = sweep_benchmark(parts, backends, every, args.reps)
+    with quiet():  # the peer run, unwrapped: nothing splits it into parts
+        if not args.skip_peer:
+            peer_benchmark(args.reps, args.peer_backends.split(","))
     summary(forest, sweep)
     print(f"\n(total wall time {time.perf_counter() - started:.0f} s)")
 

@@ -9,6 +9,11 @@ fitted inside the check::
     @parametrize_with_persistence([MyRegressor(), MyRegressor(alpha=2.0)])
     def test_persistence(estimator, check):
         check(estimator)
+
+The decorator only records the estimators and options (the ``persist_estimators`` marker);
+the plugin parametrizes the test when it is collected, over the backends the session enabled
+(``--persist-backends``, ini ``persist_backends``, backends added by hooks), so that its
+checks feed the summary, the reports and ``--persist-save`` like the marker's round trips.
 """
 
 from __future__ import annotations
@@ -17,17 +22,31 @@ import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from .backends import BackendRegistry
 from .config import Expected, PersistUsageError, RoundtripConfig
-from .outcome import Outcome, OutcomeKind
+from .outcome import Outcome
 from .roundtrip import expected_outputs, run_roundtrip, validate_input
 from .settings import config_from_options
 
-ExpectedFailed = Callable[[Any], dict[str, str]]
+ExpectedFailed = Callable[[Any], dict[str, str]] | dict[str, str]
+#: Called after a passed round trip, while its artifact exists (``--persist-save``).
+OnPassed = Callable[..., None]
+
+#: The attribute ``parametrize_with_persistence`` sets on the test function (or class); not
+#: a marker, so that with the plugin disabled there is no unknown-mark warning or error.
+ESTIMATORS_ATTRIBUTE = "_persist_estimators"
+
+
+def recorded_checks(function: Any, cls: Any = None) -> EstimatorChecks | None:
+    """What ``parametrize_with_persistence`` recorded on a test function or its class."""
+    for owner in (function, cls):
+        found = getattr(owner, ESTIMATORS_ATTRIBUTE, None)
+        if isinstance(found, EstimatorChecks):
+            return found
+    return None
 
 
 class SharedFit:
@@ -75,7 +94,7 @@ def fit_on_tag_data(estimator: Any, config: RoundtripConfig) -> tuple[Any, Any, 
             "data yourself: fit it and pass your X to the persist_roundtrip fixture (with or "
             "without the marker) or to check_persistence(estimator, X, y), which take any X"
         ) from exc
-    validate_input(fitted, X)
+    validate_input(fitted, X, y)
     return fitted, X, y, expected_outputs(fitted, X, y, config)
 
 
@@ -90,13 +109,15 @@ class PersistenceCheck:
     config: RoundtripConfig
     shared: SharedFit | None = field(default=None, compare=False, repr=False)
 
-    def __call__(self, estimator: Any) -> Outcome:
+    def __call__(
+        self, estimator: Any, *, test_id: str = "", on_passed: OnPassed | None = None
+    ) -> Outcome:
         if self.shared is not None and self.shared.estimator is estimator:
             fitted, X, y, expected = self.shared.get()
         else:
             fitted, X, y, expected = fit_on_tag_data(estimator, self.config)
         with tempfile.TemporaryDirectory(prefix="pytest-persist-") as workdir:
-            return run_roundtrip(
+            outcome = run_roundtrip(
                 fitted,
                 X,
                 y,
@@ -104,7 +125,20 @@ class PersistenceCheck:
                 workdir=Path(workdir),
                 config=self.config,
                 expected=expected,
+                test_id=test_id,
             )
+            if on_passed is not None and outcome.kind.value == "passed":
+                on_passed(
+                    outcome,
+                    estimator=fitted,
+                    X=X,
+                    y=y,
+                    expected_outputs=expected.outputs,
+                    not_compared=expected.not_compared,
+                    artifact=outcome.artifact,
+                    backend_options=self.config.backend_options,
+                )
+            return outcome
 
     def __repr__(self) -> str:
         return f"check_persistence[{self.backend}]"
@@ -134,50 +168,77 @@ def persistence_checks(
             yield estimator, PersistenceCheck(name, registry, config, shared)
 
 
+@dataclass(frozen=True)
+class EstimatorChecks:
+    """What ``parametrize_with_persistence`` recorded, for the plugin to parametrize."""
+
+    estimators: tuple[Any, ...]
+    backends: list[str] | None = None
+    exclude: list[str] | None = None
+    expected_failed: ExpectedFailed | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def config(self, defaults: dict[str, Any], where: str) -> RoundtripConfig:
+        """The options over the session's defaults, validated like the marker's keywords."""
+        if "xfail" in self.options:
+            raise PersistUsageError(f"{where}: known failures go in expected_failed=, not xfail=")
+        return config_from_options({**defaults, **self.options}, where=where)
+
+    def known_failures(self, estimator: Any, where: str) -> dict[str, str]:
+        """``{backend: reason}`` for ``estimator``, from ``expected_failed``."""
+        given = self.expected_failed
+        if given is None:
+            return {}
+        known = given(estimator) if callable(given) else given
+        if not isinstance(known, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in known.items()
+        ):
+            raise PersistUsageError(
+                f"{where}: expected_failed must be a {{backend: reason}} dict or a callable "
+                f"returning one; for {estimator_id(estimator)} it gave {known!r}"
+            )
+        return dict(known)
+
+
 def parametrize_with_persistence(
     estimators: Iterable[Any],
     *,
     backends: list[str] | None = None,
+    exclude: list[str] | None = None,
     expected_failed: ExpectedFailed | None = None,
     **options: Any,
 ) -> Any:
-    """Parametrize a test over every estimator and backend, with ids ``Estimator(params)-backend``.
+    """Parametrize a test over every estimator and enabled backend, with ids
+    ``Estimator(params)-backend``; the test takes ``(estimator, check)``.
 
-    ``expected_failed(estimator) -> {backend: reason}`` marks known failures as strict xfail.
-    A backend whose library is missing is skipped with its install hint; a backend that cannot
-    handle the estimator at all (no ONNX converter) is skipped with the converter's message.
+    ``backends``/``exclude`` narrow the session's backends (``--persist-backends``, ini
+    ``persist_backends``, hook registrations); ``options`` are the marker's keywords
+    (``rtol``, ``state``, ``trusted``...). ``expected_failed`` is ``{backend: reason}`` or a
+    callable ``estimator -> {backend: reason}``: strict xfail marks, and a backend that cannot
+    handle the estimator (``unsupported``) counts as the expected failure. A backend whose
+    library is missing is skipped with its install hint; one that cannot handle the estimator
+    (no ONNX converter) is skipped with the converter's message (failed with
+    ``--persist-strict``). Needs the plugin: with ``-p no:persist`` the tests are skipped.
     """
     import pytest
 
-    registry = BackendRegistry()
-    params = []
-    for estimator, check in persistence_checks(
-        estimators, backends=backends, registry=registry, **options
-    ):
-        backend = registry[check.backend]
-        marks = []
-        if not backend.is_available():
-            marks.append(pytest.mark.skip(reason=backend.unavailable_reason()))
-        reason = (expected_failed(estimator) if expected_failed else {}).get(check.backend)
-        if reason:
-            marks.append(pytest.mark.xfail(reason=reason, strict=True))
-        judged = partial(_judged_check, check)
-        params.append(
-            pytest.param(
-                estimator, judged, marks=marks, id=f"{estimator_id(estimator)}-{check.backend}"
-            )
-        )
-    return pytest.mark.parametrize("estimator, check", params)
+    recorded = EstimatorChecks(
+        tuple(estimators),
+        backends=None if backends is None else list(backends),
+        exclude=None if exclude is None else list(exclude),
+        expected_failed=expected_failed,
+        options=dict(options),
+    )
+    # A string condition is evaluated at setup with the session's config: without the plugin
+    # (-p no:persist) nothing parametrized the test, so skip it rather than fail on fixtures.
+    plugin_off = pytest.mark.skipif(
+        "__import__('pytest_persist.plugin').plugin.SETTINGS_KEY not in config.stash",
+        reason="parametrize_with_persistence needs the pytest-persist plugin, which is "
+        "disabled (-p no:persist)",
+    )
 
+    def decorate(function: Any) -> Any:
+        setattr(function, ESTIMATORS_ATTRIBUTE, recorded)
+        return plugin_off(function)
 
-def _judged_check(check: PersistenceCheck, estimator: Any) -> Outcome:
-    """Run ``check`` and turn its outcome into a pytest result."""
-    import pytest
-
-    __tracebackhide__ = True
-    outcome = check(estimator)
-    if outcome.kind in (OutcomeKind.UNSUPPORTED, OutcomeKind.UNAVAILABLE):
-        pytest.skip(outcome.error)
-    if outcome.failed:
-        pytest.fail(outcome.message(), pytrace=False)
-    return outcome
+    return decorate

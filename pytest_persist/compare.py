@@ -20,11 +20,17 @@ PREDICTION_METHODS: tuple[str, ...] = (
     "score_samples",
     "inverse_transform",
     "score",
+    "fit_resample",
 )
 
 
 def available_methods(estimator: Any, *, with_y: bool) -> list[str]:
-    """The prediction methods ``estimator`` offers (``available_if`` makes ``hasattr`` exact)."""
+    """The prediction methods ``estimator`` offers (``available_if`` makes ``hasattr`` exact).
+
+    ``fit_resample`` counts only for a sampler that has no other method (imbalanced-learn's
+    SMOTE...), and only with ``y``: it refits a copy, so what it checks is that the loaded
+    parameters and random state resample the same way.
+    """
     methods = []
     for name in PREDICTION_METHODS:
         if name == "score" and not with_y:
@@ -37,7 +43,9 @@ def available_methods(estimator: Any, *, with_y: bool) -> list[str]:
             present = False
         if present:
             methods.append(name)
-    return methods
+    if methods == ["fit_resample"] and not with_y:
+        methods = []
+    return methods if methods == ["fit_resample"] else [m for m in methods if m != "fit_resample"]
 
 
 def _fresh(X: Any) -> Any:
@@ -56,9 +64,9 @@ def _fresh(X: Any) -> Any:
 
 def call_method(estimator: Any, method: str, X: Any, y: Any = None, transformed: Any = None) -> Any:
     """Call one prediction method the way the comparison does (on a fresh copy of the input)."""
-    if method == "score":
-        return estimator.score(_fresh(X), _fresh(y))
-    return _call(estimator, method, _fresh(X), transformed)
+    if method in ("score", "fit_resample"):
+        return _call(estimator, method, _fresh(X), _fresh(y), transformed)
+    return _call(estimator, method, _fresh(X), None, transformed)
 
 
 def _call(estimator: Any, method: str, X: Any, y: Any = None, transformed: Any = None) -> Any:
@@ -68,6 +76,9 @@ def _call(estimator: Any, method: str, X: Any, y: Any = None, transformed: Any =
         return estimator.score(X, y)
     if method == "inverse_transform":
         return estimator.inverse_transform(_fresh(transformed))
+    if method == "fit_resample":  # on a copy: resampling refits, and must not touch the model
+        X_res, y_res = copy.deepcopy(estimator).fit_resample(X, y)
+        return [X_res, y_res]
     return getattr(estimator, method)(X)
 
 

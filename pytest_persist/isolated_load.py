@@ -25,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from .hints import load_error_hint
 from .loader import (
     DEFAULT_MAX_MEMORY,
     ChildExit,
@@ -198,6 +199,14 @@ def check_entry(
             message = f"{error['type']}: {error['message']}"
             if error["type"] == "MemoryError" and limits.max_memory is not None:
                 message += f" (exceeded the memory limit of {format_size(limits.max_memory)})"
+            hint = load_error_hint(
+                message,
+                estimator_class=entry.estimator_class,
+                backend=entry.backend,
+                test_id=entry.test_id,
+            )
+            if hint:
+                message += f"\n  hint: {hint}"
             return _finish(outcome, OutcomeKind.LOAD_ERROR, message)
 
         method_errors: dict[str, str] = result.get("method_errors", {})

@@ -100,7 +100,13 @@ class Outcome:
 
     def headline(self) -> str:
         """One line naming estimator, backend and what happened."""
-        return f"{self.estimator} via {self.backend}: {self.kind.value}"
+        only = " (state only)" if self.state_only else ""
+        return f"{self.estimator} via {self.backend}: {self.kind.value}{only}"
+
+    @property
+    def state_only(self) -> str:
+        """Why a pass compared no method (empty when it compared some, or did not pass)."""
+        return str(self.details.get("state_only", "")) if self.kind is OutcomeKind.PASSED else ""
 
     def message(self) -> str:
         """A readable, multi-line explanation fit for a pytest failure."""
@@ -117,6 +123,8 @@ class Outcome:
         lines.extend(f"  {line}" for line in self.version_warning_lines())
         if self.compared_methods:
             lines.append(f"  compared: {', '.join(self.compared_methods)}")
+        elif self.state_only:
+            lines.append(f"  {self.state_only}")
         for method, reason in self.not_compared.items():
             lines.append(f"  not compared: {method} ({reason})")
         if self.versions:

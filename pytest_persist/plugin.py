@@ -8,9 +8,10 @@ import pytest
 
 from . import hookspecs
 from .backends import BackendRegistry
+from .checks import recorded_checks
 from .outcome import Outcome
 from .roundtrip import PersistUsageError
-from .runner import PersistRoundtrip, SessionSettings
+from .runner import PendingCheck, PersistRoundtrip, SessionSettings, persistence_params
 from .settings import KEYWORDS, build_request, parse_name_list
 from .store_items import (
     REPORT_ATTRIBUTE,
@@ -197,6 +198,12 @@ def _session_defaults(config: pytest.Config) -> dict[str, Any]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    checks = recorded_checks(metafunc.function, metafunc.cls)
+    if checks is not None:  # @parametrize_with_persistence(...): (estimator, check) items
+        where = f"parametrize_with_persistence on {metafunc.definition.nodeid}"
+        settings = metafunc.config.stash[SETTINGS_KEY]
+        params = persistence_params(checks, settings, where)
+        metafunc.parametrize("estimator, check", params)
     marker = metafunc.definition.get_closest_marker(MARKER)
     if marker is None:
         return
@@ -265,6 +272,23 @@ def pytest_collection_modifyitems(
     load_dir = config.stash[STORE_SETTINGS_KEY].load_dir
     if load_dir is not None:
         add_store_items(session, items, load_dir)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> None:
+    """Bind a ``parametrize_with_persistence`` check to its item (outcomes, --persist-save)."""
+    pending = getattr(pyfuncitem, "funcargs", {}).get("check")
+    if isinstance(pending, PendingCheck):
+        store = pyfuncitem.config.stash[STORE_SETTINGS_KEY]
+        saver = None
+        if store.save_dir is not None:
+            saver = RoundtripSaver(store, pyfuncitem, pyfuncitem.stash.setdefault(EXTRA_KEY, {}))
+        pyfuncitem.funcargs["check"] = pending.bind(
+            settings=pyfuncitem.config.stash[SETTINGS_KEY],
+            test_id=pyfuncitem.nodeid,
+            record=pyfuncitem.stash.setdefault(OUTCOMES_KEY, []),
+            saver=saver,
+        )
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -178,7 +178,10 @@ def expand_environments(report: dict[str, Any]) -> dict[str, Any]:
         expanded.append(record)
     return {
         **{key: value for key, value in report.items() if key != "environments"},
-        "environment": lookup(report.get("environment"), "'environment'"),
+        # where the report was written; a report merged from several runs may name none
+        "environment": (
+            lookup(report["environment"], "'environment'") if "environment" in report else {}
+        ),
         "records": expanded if isinstance(records, list) else records,
     }
 
@@ -215,9 +218,13 @@ def _json_safe(value: Any) -> Any:
 # tables
 
 
-def _row_label(outcome: Outcome) -> str:
-    """The test that produced ``outcome``, without its backend parameter."""
-    test = outcome.test_id.rsplit("::", 1)[-1] if outcome.test_id else ""
+def _row_key(outcome: Outcome) -> tuple[str, str, str]:
+    """(test file, test without its backend parameter, estimator): what makes a row.
+
+    Two tests sharing a function name in two files are two rows.
+    """
+    test_id = outcome.test_id or ""
+    path, _, test = test_id.rpartition("::") if "::" in test_id else ("", "", test_id)
     if test.endswith("]") and "[" in test:
         name, _, params = test[:-1].partition("[")
         backend = outcome.backend
@@ -228,56 +235,101 @@ def _row_label(outcome: Outcome) -> str:
         elif params.startswith(backend + "-"):
             params = params[len(backend) + 1 :]
         test = f"{name}[{params}]" if params else name
-    return f"{outcome.estimator} ({test})" if test else outcome.estimator
+    return path, test, outcome.estimator
+
+
+def _row_labels(records: Sequence[Record]) -> dict[tuple[str, str, str], str]:
+    """Each row's label: ``Estimator (test)``, or ``Estimator (file::test)`` where the short
+    form would be shared by rows from different files or classes."""
+    keys = {_row_key(r.outcome) for r in records}
+    short: dict[str, list[tuple[str, str, str]]] = {}
+    for key in keys:
+        short.setdefault(_label(key, full=False), []).append(key)
+    return {key: _label(key, full=len(short[_label(key, full=False)]) > 1) for key in sorted(keys)}
+
+
+def _label(key: tuple[str, str, str], *, full: bool) -> str:
+    path, test, estimator = key
+    if full and path:
+        test = f"{path}::{test}"
+    return f"{estimator} ({test})" if test else estimator
 
 
 def _cell(outcome: Outcome) -> str:
     text = outcome.kind.value
+    if outcome.state_only:
+        text += " (state only)"
     if outcome.version_warnings:
         text += f" ⚠{len(outcome.version_warnings)}"
     return text
 
 
-def _matrix(records: Sequence[Record]) -> tuple[list[str], list[str], dict[tuple[str, str], str]]:
-    rows: list[str] = []
-    backends: list[str] = []
-    cells: dict[tuple[str, str], str] = {}
+def backend_columns(seen: Iterable[str], order: Sequence[str] | None = None) -> list[str]:
+    """The backends in ``seen``, in ``order`` (the registry's; default: the built-in
+    backends' order), then any others by name: the same columns whatever order records came in
+    (serial or ``-n 2``)."""
+    if order is None:
+        from .backends import builtin_backends
+
+        order = [backend.name for backend in builtin_backends()]
+    seen = set(seen)
+    return [b for b in order if b in seen] + sorted(seen - set(order))
+
+
+def _matrix(
+    records: Sequence[Record], backend_order: Sequence[str] | None = None
+) -> tuple[list[str], list[str], dict[tuple[str, str], list[Outcome]]]:
+    """(row labels, backend columns, outcomes by (row, backend)); rows sorted by test file,
+    test and estimator, so the table does not depend on the order tests finished in."""
+    labels = _row_labels(records)
+    cells: dict[tuple[str, str], list[Outcome]] = {}
     for record in records:
         outcome = record.outcome
-        row = _row_label(outcome)
-        if row not in rows:
-            rows.append(row)
-        if outcome.backend not in backends:
-            backends.append(outcome.backend)
-        key = (row, outcome.backend)
-        cells[key] = f"{cells[key]}, {_cell(outcome)}" if key in cells else _cell(outcome)
-    return rows, backends, cells
+        row = labels[_row_key(outcome)]
+        cells.setdefault((row, outcome.backend), []).append(outcome)
+    backends = backend_columns((r.outcome.backend for r in records), backend_order)
+    return list(labels.values()), backends, cells
+
+
+def _cell_text(outcomes: list[Outcome]) -> str:
+    return ", ".join(_cell(o) for o in outcomes)
 
 
 def _version_warnings(records: Sequence[Record]) -> list[tuple[str, str, str, int, list[str]]]:
     """(estimator, original, current, count, where) for every distinct warning."""
+    labels = _row_labels(records)
     seen: dict[tuple[str, str, str], tuple[int, list[str]]] = {}
     for record in records:
         for warning in record.outcome.version_warnings:
             key = (warning.estimator, str(warning.original_version), str(warning.current_version))
             count, where = seen.get(key, (0, []))
-            label = f"{_row_label(record.outcome)} [{record.outcome.backend}]"
+            label = f"{labels[_row_key(record.outcome)]} [{record.outcome.backend}]"
             seen[key] = (count + 1, where if label in where else [*where, label])
     return [(*key, count, where) for key, (count, where) in seen.items()]
 
 
 def has_something_to_say(records: Sequence[Record]) -> bool:
-    """True when a summary is worth showing: a failure, a version warning or any check."""
-    return any(r.outcome.failed or r.outcome.version_warnings or r.mode == "check" for r in records)
+    """True when a summary is worth showing: a failure, a version warning, a pass that
+    compared no method (state only) or any check."""
+    return any(
+        r.outcome.failed or r.outcome.version_warnings or r.outcome.state_only or r.mode == "check"
+        for r in records
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # terminal
 
 
-def summary_lines(records: Sequence[Record], *, always: bool = False) -> list[str]:
-    """Lines for the pytest terminal summary: one table per mode (estimator x backend), then
-    the version warnings; empty when there is nothing to say (unless ``always``)."""
+def summary_lines(
+    records: Sequence[Record],
+    *,
+    always: bool = False,
+    backend_order: Sequence[str] | None = None,
+) -> list[str]:
+    """Lines for the pytest terminal summary: one table per mode (estimator x backend, columns
+    in ``backend_order``), then the version warnings; empty when there is nothing to say
+    (unless ``always``)."""
     records = list(records)
     if not records or not (always or has_something_to_say(records)):
         return []
@@ -286,7 +338,8 @@ def summary_lines(records: Sequence[Record], *, always: bool = False) -> list[st
         chosen = [r for r in records if r.mode == mode]
         if not chosen:
             continue
-        rows, backends, cells = _matrix(chosen)
+        rows, backends, outcomes = _matrix(chosen, backend_order)
+        cells = {key: _cell_text(found) for key, found in outcomes.items()}
         counts = _counts(chosen)
         lines.append(f"{title}: {counts}")
         width = max(len(r) for r in [*rows, "estimator (test)"])
@@ -308,17 +361,26 @@ def summary_lines(records: Sequence[Record], *, always: bool = False) -> list[st
 
 
 def _counts(records: Sequence[Record]) -> str:
+    """``3 passed, 1 passed (state only), 1 mismatch``, kinds in the order outcomes are listed."""
     totals: dict[str, int] = {}
     for record in records:
-        totals[record.outcome.kind.value] = totals.get(record.outcome.kind.value, 0) + 1
-    return ", ".join(f"{n} {kind}" for kind, n in totals.items())
+        outcome = record.outcome
+        kind = f"{outcome.kind.value} (state only)" if outcome.state_only else outcome.kind.value
+        totals[kind] = totals.get(kind, 0) + 1
+    order = [k.value for k in OutcomeKind]
+    return ", ".join(
+        f"{totals[kind]} {kind}"
+        for kind in sorted(totals, key=lambda k: (order.index(k.split(" ")[0]), k))
+    )
 
 
 # ----------------------------------------------------------------------------------------------
 # markdown
 
 
-def markdown_report(records: Sequence[Record]) -> str:
+def markdown_report(
+    records: Sequence[Record], *, backend_order: Sequence[str] | None = None
+) -> str:
     """The markdown text of ``write_markdown_report``."""
     records = list(records)
     lines = ["## pytest-persist", ""]
@@ -329,16 +391,15 @@ def markdown_report(records: Sequence[Record]) -> str:
         chosen = [r for r in records if r.mode == mode]
         if not chosen:
             continue
-        rows, backends, cells = _matrix(chosen)
+        rows, backends, outcomes = _matrix(chosen, backend_order)
         lines += [f"### {title}", "", f"{_counts(chosen)}", ""]
         lines.append("| estimator (test) | " + " | ".join(backends) + " |")
         lines.append("|---|" + "---|" * len(backends))
-        symbols = {
-            (_row_label(r.outcome), r.outcome.backend): _SYMBOLS[r.outcome.kind] for r in chosen
-        }
         for row in rows:
             shown = [
-                f"{symbols[(row, b)]} {_md(cells[(row, b)])}" if (row, b) in cells else ""
+                f"{_symbol(outcomes[(row, b)])} {_md(_cell_text(outcomes[(row, b)]))}"
+                if (row, b) in outcomes
+                else ""
                 for b in backends
             ]
             lines.append(f"| {_md(row)} | " + " | ".join(shown) + " |")
@@ -364,9 +425,21 @@ def markdown_report(records: Sequence[Record]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_markdown_report(path: Path | str, records: Sequence[Record]) -> Path:
+def write_markdown_report(
+    path: Path | str, records: Sequence[Record], *, backend_order: Sequence[str] | None = None
+) -> Path:
     """Write the markdown report (fit for ``$GITHUB_STEP_SUMMARY``) atomically."""
-    return _write_atomic(Path(path), markdown_report(records))
+    return _write_atomic(Path(path), markdown_report(records, backend_order=backend_order))
+
+
+def _symbol(outcomes: list[Outcome]) -> str:
+    """The worst of a cell's outcomes: a failure, else a pass that compared nothing."""
+    failed = [o for o in outcomes if o.failed]
+    if failed:
+        return _SYMBOLS[failed[0].kind]
+    if any(o.state_only for o in outcomes):
+        return "🟡"
+    return _SYMBOLS[outcomes[0].kind]
 
 
 def _md(text: str) -> str:

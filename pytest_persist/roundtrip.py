@@ -46,7 +46,7 @@ def estimator_name(estimator: Any) -> str:
     return type(estimator).__name__
 
 
-def validate_input(estimator: Any, X: Any) -> None:
+def validate_input(estimator: Any, X: Any, y: Any = None) -> None:
     """Refuse, before any dump, what cannot be round-tripped meaningfully."""
     name = estimator_name(estimator)
     if not (hasattr(estimator, "fit") and hasattr(estimator, "get_params")):
@@ -82,6 +82,29 @@ def validate_input(estimator: Any, X: Any) -> None:
     ):
         raise PersistUsageError(
             f"X has {shape[1]} features but {name} was fitted on {expected_features}"
+        )
+    validate_target(name, X, y)
+
+
+def _n_rows(data: Any) -> int | None:
+    shape = getattr(data, "shape", None)
+    if shape is not None and len(shape) >= 1 and isinstance(shape[0], int):
+        return shape[0]
+    try:
+        return len(data)
+    except TypeError:
+        return None
+
+
+def validate_target(name: str, X: Any, y: Any) -> None:
+    """A ``y`` given with X must have one row per row of X (else ``score`` silently drops out)."""
+    if y is None:
+        return
+    n_x, n_y = _n_rows(X), _n_rows(y)
+    if n_x is not None and n_y is not None and n_x != n_y:
+        raise PersistUsageError(
+            f"y has {n_y} rows but X has {n_x} for {name}: give the y that goes with X "
+            "(or none), so that score and fit_resample compare the same samples"
         )
 
 
@@ -170,7 +193,7 @@ def run_roundtrip(
         outcome.error = backend.unavailable_reason()
         return outcome
     if expected is None:
-        validate_input(estimator, X)
+        validate_input(estimator, X, y)
         expected = expected_outputs(estimator, X, y, config)
     outcome.not_compared.update(expected.not_compared)
 
@@ -200,6 +223,7 @@ def run_roundtrip(
         outcome.kind = OutcomeKind.LOAD_ERROR
         outcome.version_warnings = version_warnings  # a warning may come before the failure
         outcome.error = f"loading {name} with {backend.name} failed: {_describe(exc)}"
+        outcome.error += _load_hint(estimator, backend, exc, test_id)
         return outcome
     outcome.load_seconds = time.perf_counter() - started
     outcome.version_warnings = version_warnings
@@ -213,7 +237,29 @@ def run_roundtrip(
     state_fails = outcome.state_differences and config.state == "fail"
     if outcome.kind is OutcomeKind.PASSED and state_fails:
         outcome.kind = OutcomeKind.MISMATCH
+    note_state_only(outcome, backend, config)
     return outcome
+
+
+def note_state_only(outcome: Outcome, backend: Backend, config: RoundtripConfig) -> None:
+    """A pass that compared no method says so in ``details["state_only"]`` (never a plain pass
+    that compared nothing; ``--persist-strict`` fails it)."""
+    if outcome.kind is not OutcomeKind.PASSED or outcome.compared_methods:
+        return
+    why = "; ".join(f"{m}: {r}" for m, r in outcome.not_compared.items())
+    why = why or (
+        f"{outcome.estimator} has no prediction method (a sampler's fit_resample is compared "
+        "only when y is given)"
+    )
+    if backend.preserves_objects and config.state != "ignore":
+        outcome.details["state_only"] = (
+            f"state only: no method compared ({why}); only the fitted state was checked"
+        )
+    else:
+        outcome.details["state_only"] = (
+            f"nothing compared: no method compared ({why}) and the {backend.name} model's "
+            "fitted state is not checked"
+        )
 
 
 def compare_loaded(
@@ -382,13 +428,19 @@ def check_persistence(
     registry = registry or BackendRegistry()
     names = registry.select(backends, exclude)
     config = config_from_options(options, where=f"check_persistence({estimator_name(estimator)})")
-    validate_input(estimator, X)
+    validate_input(estimator, X, y)
     expected = expected_outputs(estimator, X, y, config)
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="pytest-persist-") as workdir:
+        suffixes: set[str] = set()
         for name in names:
-            backend_dir = Path(workdir) / name
-            backend_dir.mkdir()
+            # One folder for all the artifacts, a subfolder only where two backends write the
+            # same suffix (joblib, joblib-mmap): never overwrite a file a loaded model maps.
+            backend_dir = Path(workdir)
+            if registry[name].suffix in suffixes:
+                backend_dir = backend_dir / name
+                backend_dir.mkdir()
+            suffixes.add(registry[name].suffix)
             outcomes.append(
                 run_roundtrip(
                     estimator,
@@ -417,6 +469,19 @@ def explain_dump_error(estimator: Any, backend: Backend, exc: BaseException) -> 
     return f"dumping {name} with {backend.name} failed: {_describe(exc)}"
 
 
+def _load_hint(estimator: Any, backend: Backend, exc: BaseException, test_id: str) -> str:
+    from .hints import load_error_hint
+
+    cls = type(estimator)
+    hint = load_error_hint(
+        str(exc),
+        estimator_class=f"{cls.__module__}.{cls.__qualname__}",
+        backend=backend.name,
+        test_id=test_id,
+    )
+    return f"\n    hint: {hint}" if hint else ""
+
+
 def _find_local_function(estimator: Any) -> tuple[str, str, str] | None:
     """(owner class, parameter, description) of a lambda or nested function in the params."""
     try:
@@ -443,16 +508,24 @@ def _describe(exc: BaseException, max_lines: int = 8, max_chars: int = 400) -> s
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+_VERSIONS: dict[tuple[type, str], dict[str, str]] = {}
+
+
 def _versions(backend: Backend) -> dict[str, str]:
-    import platform
+    """Python, scikit-learn, numpy and the backend's libraries; looked up once per backend
+    (package metadata does not change within a process), a fresh dict for every outcome."""
+    key = (type(backend), backend.name)
+    if key not in _VERSIONS:
+        import platform
 
-    import numpy
-    import sklearn
+        import numpy
+        import sklearn
 
-    versions = {
-        "python": platform.python_version(),
-        "scikit-learn": sklearn.__version__,
-        "numpy": numpy.__version__,
-    }
-    versions.update(backend.library_versions())
-    return versions
+        versions = {
+            "python": platform.python_version(),
+            "scikit-learn": sklearn.__version__,
+            "numpy": numpy.__version__,
+        }
+        versions.update(backend.library_versions())
+        _VERSIONS[key] = versions
+    return dict(_VERSIONS[key])

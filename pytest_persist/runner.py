@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from .backends import BackendRegistry
+from .checks import EstimatorChecks, PersistenceCheck, SharedFit, estimator_id
 from .outcome import Outcome, OutcomeKind
 from .roundtrip import (
     PersistUsageError,
@@ -71,7 +72,7 @@ class PersistRoundtrip:
         __tracebackhide__ = True
         try:
             request = self._request(keywords)
-            validate_input(estimator, X)
+            validate_input(estimator, X, y)
             expected = expected_outputs(estimator, X, y, request.config)
         except PersistUsageError as exc:
             problem = str(exc)
@@ -159,8 +160,9 @@ class PersistRoundtrip:
         return loaded
 
     def _counts_as_failure(self, outcome: Outcome) -> bool:
-        strict_unsupported = outcome.kind is OutcomeKind.UNSUPPORTED and self.settings.strict
-        return outcome.failed or strict_unsupported
+        unsupported = outcome.kind is OutcomeKind.UNSUPPORTED
+        strict_only = unsupported or bool(outcome.state_only)
+        return outcome.failed or (self.settings.strict and strict_only)
 
     def _backend_names(self, request: RoundtripRequest) -> list[str]:
         __tracebackhide__ = True
@@ -175,19 +177,158 @@ class PersistRoundtrip:
     def _judge(self, outcome: Outcome) -> None:
         """Turn one outcome into a pytest result."""
         __tracebackhide__ = True
-        if outcome.kind is OutcomeKind.UNAVAILABLE:
-            pytest.skip(f"{outcome.backend} backend unavailable: {outcome.error}")
-        if outcome.kind is OutcomeKind.UNSUPPORTED:
-            if self.settings.strict:
-                pytest.fail(outcome.message() + "\n  (--persist-strict)", pytrace=False)
-            pytest.skip(outcome.error)
-        if outcome.failed:
-            pytest.fail(outcome.message(), pytrace=False)
-        if outcome.state_differences:
-            warnings.warn(
-                PersistStateWarning(
-                    f"{outcome.estimator} via {outcome.backend}: fitted state differs after "
-                    f"loading: {'; '.join(outcome.state_differences[:5])}"
-                ),
-                stacklevel=3,
+        known = self.marker_keywords.get("xfail") or {}
+        judge(outcome, strict=self.settings.strict, known_failure=known.get(outcome.backend))
+
+
+class PersistStateOnlyWarning(UserWarning):
+    """A round trip passed without comparing any method (only the fitted state, or nothing)."""
+
+
+def judge(outcome: Outcome, *, strict: bool, known_failure: str | None = None) -> None:
+    """Turn one outcome into a pytest result: fail, skip, xfail, or pass (maybe warning).
+
+    ``known_failure`` is the reason of a strict xfail on this backend: a backend that cannot
+    handle the estimator at all (``unsupported``) is then the expected failure, not a skip.
+    """
+    __tracebackhide__ = True
+    if outcome.kind is OutcomeKind.UNAVAILABLE:
+        pytest.skip(f"{outcome.backend} backend unavailable: {outcome.error}")
+    if outcome.kind is OutcomeKind.UNSUPPORTED:
+        if known_failure:
+            pytest.xfail(f"{known_failure} ({outcome.error})")
+        if strict:
+            pytest.fail(outcome.message() + "\n  (--persist-strict)", pytrace=False)
+        pytest.skip(outcome.error)
+    if outcome.failed:
+        pytest.fail(outcome.message(), pytrace=False)
+    if outcome.state_only:
+        if strict:
+            pytest.fail(
+                outcome.message() + "\n  (--persist-strict: a pass that compared no method fails)",
+                pytrace=False,
             )
+        warnings.warn(
+            PersistStateOnlyWarning(f"{outcome.headline()}: {outcome.state_only}"), stacklevel=3
+        )
+    if outcome.state_differences:
+        warnings.warn(
+            PersistStateWarning(
+                f"{outcome.estimator} via {outcome.backend}: fitted state differs after "
+                f"loading: {'; '.join(outcome.state_differences[:5])}"
+            ),
+            stacklevel=3,
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# parametrize_with_persistence
+
+
+@dataclass(frozen=True)
+class PendingCheck:
+    """The ``check`` parameter of a ``parametrize_with_persistence`` item, before the plugin
+    binds it to the item (``bind``); a usage problem fails the item when it runs."""
+
+    check: PersistenceCheck | None
+    known_failure: str | None = None
+    problem: str | None = None
+
+    def __repr__(self) -> str:
+        return repr(self.check) if self.check is not None else "check_persistence[usage-error]"
+
+    def bind(
+        self, *, settings: SessionSettings, test_id: str, record: list[Outcome], saver: Any
+    ) -> BoundCheck:
+        __tracebackhide__ = True
+        if self.problem is not None or self.check is None:
+            pytest.fail(f"pytest-persist usage error: {self.problem}", pytrace=False)
+        return BoundCheck(self, settings, test_id, record, saver)
+
+
+@dataclass
+class BoundCheck:
+    """``check(estimator) -> Outcome`` as the test sees it: fits, round-trips, records the
+    outcome for the summary and reports, saves a pass with ``--persist-save``, and turns
+    the outcome into the pytest result."""
+
+    pending: PendingCheck
+    settings: SessionSettings
+    test_id: str
+    record: list[Outcome]
+    saver: Callable[..., None] | None = None
+    calls: int = 0
+
+    @property
+    def backend(self) -> str:
+        assert self.pending.check is not None
+        return self.pending.check.backend
+
+    def __call__(self, estimator: Any) -> Outcome:
+        __tracebackhide__ = True
+        assert self.pending.check is not None
+        self.calls += 1
+        saver, index = self.saver, self.calls
+        on_passed = None
+        if saver is not None:
+
+            def on_passed(outcome: Outcome, **stored: Any) -> None:
+                saver(outcome, **stored, call_index=index)
+
+        try:
+            outcome = self.pending.check(estimator, test_id=self.test_id, on_passed=on_passed)
+        except PersistUsageError as exc:  # e.g. no method of the fitted estimator works on X
+            pytest.fail(f"pytest-persist usage error: {exc}", pytrace=False)
+        self.record.append(outcome)
+        judge(outcome, strict=self.settings.strict, known_failure=self.pending.known_failure)
+        return outcome
+
+    def __repr__(self) -> str:
+        return f"check_persistence[{self.backend}]"
+
+
+def persistence_params(checks: EstimatorChecks, settings: SessionSettings, where: str) -> list[Any]:
+    """``pytest.param(estimator, PendingCheck)`` for every estimator and enabled backend, in
+    registry order, with skip marks (library missing) and strict xfail marks (known)."""
+    registry = settings.registry
+    try:
+        if not checks.estimators:
+            raise PersistUsageError(f"{where}: no estimators given")
+        config = checks.config(settings.defaults, where)
+        chosen = set(registry.select(checks.backends, checks.exclude))
+        known = [checks.known_failures(estimator, where) for estimator in checks.estimators]
+        registry.select([], also_known=[name for failures in known for name in failures])
+    except PersistUsageError as exc:
+        problem = str(exc)
+    except ValueError as exc:
+        problem = f"{where}: {exc}"
+    else:
+        problem = None
+    if problem is not None:
+        return [pytest.param(None, PendingCheck(None, problem=problem), id="usage-error")]
+    names = [n for n in registry.names if n in chosen and n in settings.enabled]
+    params = []
+    available = [n for n in names if registry[n].is_available()]
+    for estimator, failures in zip(checks.estimators, known, strict=True):
+        # fitted once on its tag-driven data, for all of its backends' items
+        shared = SharedFit(estimator, config, uses=len(available))
+        for name in names:
+            backend = registry[name]
+            marks = []
+            if not backend.is_available():
+                marks.append(pytest.mark.skip(reason=backend.unavailable_reason()))
+            reason = failures.get(name)
+            if reason:
+                marks.append(pytest.mark.xfail(reason=reason, strict=True))
+            check = PersistenceCheck(name, registry, config, shared)
+            pending = PendingCheck(check, known_failure=reason)
+            test_id = f"{estimator_id(estimator)}-{name}"
+            params.append(pytest.param(estimator, pending, marks=marks, id=test_id))
+    if not params:
+        asked = ", ".join(n for n in registry.names if n in chosen) or "none"
+        reason = (
+            f"none of the backends this test asks for ({asked}) is enabled in this session "
+            f"(--persist-backends / persist_backends: {', '.join(settings.enabled)})"
+        )
+        params = [pytest.param(None, None, marks=pytest.mark.skip(reason=reason), id="no-backend")]
+    return params

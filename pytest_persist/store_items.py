@@ -386,6 +386,10 @@ class PersistReporter:
         self.settings: StoreSettings = config.stash[STORE_SETTINGS_KEY]
         self.is_worker = hasattr(config, "workerinput")
 
+    def _order(self) -> list[str] | None:
+        """The summary's columns: the registry's order (built-in backends, then hooks')."""
+        return None if self.settings.registry is None else self.settings.registry.names
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.settings.records.extend(records_from_report(report))
 
@@ -400,14 +404,16 @@ class PersistReporter:
                 self.settings.report_json, self.settings.records, self.settings.environment
             )
         if self.settings.report_md is not None:
-            write_markdown_report(self.settings.report_md, self.settings.records)
+            write_markdown_report(
+                self.settings.report_md, self.settings.records, backend_order=self._order()
+            )
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker:
             return
         from .report import summary_lines
 
-        lines = summary_lines(self.settings.records)
+        lines = summary_lines(self.settings.records, backend_order=self._order())
         isolation = isolation_line(self.settings.records)
         if lines and isolation:
             lines.append(isolation)

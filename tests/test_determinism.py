@@ -253,3 +253,70 @@ def test_lazy_check_through_the_marker(run_suite, pytester):
     report = json.loads((pytester.path / "report.json").read_text())
     text = json.dumps(report)
     assert "nondeterministic: the original estimator gives different outputs" in text
+
+
+SAVED_SUITE = """
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.datasets import load_iris
+
+
+class NoisyProba(ClassifierMixin, BaseEstimator):
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        return self.classes_[np.zeros(len(X), dtype=int)]
+
+    def predict_proba(self, X):
+        proba = np.random.default_rng().random((len(X), len(self.classes_)))
+        return proba / proba.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.persist_roundtrip(backends=["pickle"])
+def test_noisy(persist_roundtrip):
+    X, y = load_iris(return_X_y=True)
+    persist_roundtrip(NoisyProba().fit(X, y), X, y)
+"""
+
+
+def test_a_saved_artifact_stores_only_what_answered_the_same_twice(run_suite, pytester):
+    from pytest_persist.store import iter_entries
+
+    run = run_suite(SAVED_SUITE, "--persist-save", "store")
+    assert run.result.ret == 0, run.text
+    [entry] = iter_entries(pytester.path / "store")
+    assert entry.methods == ["predict", "score"]
+    run = run_suite("", "--persist-load", "store", name="test_other.py")
+    assert run.result.ret == 0, run.text
+    assert "stored artifacts checked: 1 passed" in run.text
+
+
+class InvertsWithDrift(TransformerMixin, BaseEstimator):
+    """Deterministic; only ``inverse_transform`` changes on loading (``back_`` drifts)."""
+
+    def fit(self, X, y=None):
+        self.scale_ = np.abs(X).max(axis=0)
+        self.back_ = self.scale_.copy()
+        return self
+
+    def transform(self, X):
+        return X / self.scale_
+
+    def inverse_transform(self, X):
+        return X * self.back_
+
+    def __setstate__(self, state):
+        state = dict(state)
+        state["back_"] = state["back_"] * 1.01
+        super().__setstate__(state)
+
+
+def test_inverse_transform_is_called_again_on_what_transform_gave(data):
+    X, _ = data
+    [outcome] = check_persistence(InvertsWithDrift().fit(X), X, backends=["pickle"])
+    assert outcome.kind is OutcomeKind.MISMATCH
+    assert [d.method for d in outcome.differences] == ["inverse_transform"]
+    assert "inverse_transform" not in outcome.not_compared

@@ -682,7 +682,7 @@ def test_v2_reports_merge_like_v1(tmp_path: Path) -> None:
     assert first["pairs"] == second["pairs"] == ["py3.10-skl1.0-np1.21 -> py3.13-skl1.9-np2.5"]
     report["records"][0]["saved_environment"] = "zz"
     v2.write_text(json.dumps(report), encoding="utf-8")
-    with pytest.raises(ReportError, match="saved_environment 'zz'") as info:
+    with pytest.raises(ReportError, match="saved_environment refers to environment 'zz'") as info:
         pn.merge_reports([v2])
     assert str(v2) in str(info.value)
 

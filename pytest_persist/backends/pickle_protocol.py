@@ -20,10 +20,13 @@ class PickleBackend(Backend):
     suffix = ".pkl"
 
     def dump(self, estimator: Any, path: Path, call: BackendCall) -> None:
-        path.write_bytes(pickle.dumps(estimator, protocol=PICKLE_PROTOCOL))
+        # streamed to the file: the whole pickle never sits in memory beside the model
+        with open(path, "wb") as file:
+            pickle.dump(estimator, file, protocol=PICKLE_PROTOCOL)
 
     def load(self, path: Path, call: BackendCall) -> Any:
-        return pickle.loads(path.read_bytes())
+        with open(path, "rb") as file:
+            return pickle.load(file)
 
     def library_versions(self) -> dict[str, str]:
         return {"pickle-protocol": str(PICKLE_PROTOCOL)}
@@ -40,8 +43,10 @@ class CloudpickleBackend(Backend):
     def dump(self, estimator: Any, path: Path, call: BackendCall) -> None:
         import cloudpickle
 
-        path.write_bytes(cloudpickle.dumps(estimator, protocol=PICKLE_PROTOCOL))
+        with open(path, "wb") as file:
+            cloudpickle.dump(estimator, file, protocol=PICKLE_PROTOCOL)
 
     def load(self, path: Path, call: BackendCall) -> Any:
         # cloudpickle writes ordinary pickles: loading needs only the standard library.
-        return pickle.loads(path.read_bytes())
+        with open(path, "rb") as file:
+            return pickle.load(file)
