@@ -23,8 +23,9 @@ from sybil.parsers.markdown import CodeBlockParser, SkipParser
 ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"
 
-# The round trip a conftest block's backends are exercised with.
-HOOK_USER = """\
+# The round trips a conftest block's hooks are exercised with: its backends on a classifier,
+# its ONNX converters on the estimator it defines.
+BACKEND_HOOK_USER = """\
 import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
@@ -34,6 +35,18 @@ from sklearn.linear_model import LogisticRegression
 def test_uses_the_hook(persist_roundtrip):
     X, y = load_iris(return_X_y=True)
     persist_roundtrip(LogisticRegression(max_iter=1000).fit(X, y), X, y)
+"""
+ONNX_HOOK_USER = """\
+import pytest
+from sklearn.datasets import load_diabetes
+
+from conftest import {name}
+
+
+@pytest.mark.persist_roundtrip
+def test_uses_the_hook(persist_roundtrip):
+    X, y = load_diabetes(return_X_y=True)
+    persist_roundtrip({name}().fit(X, y), X, y)
 """
 
 
@@ -62,6 +75,7 @@ def _run_pytest(directory: Path, *args: str) -> list[tuple[str, str]]:
 def evaluate_block(example: Example) -> None:
     source = example.parsed
     directory = Path(example.namespace["tmp_path"])
+    example.namespace["ran"] = example.start
     functions = re.findall(r"^def (test_\w+)", source, re.MULTILINE)
     hooks = re.findall(r"^def (pytest_persist_\w+)", source, re.MULTILINE)
     if functions:
@@ -72,13 +86,21 @@ def evaluate_block(example: Example) -> None:
         failed = [(name, result) for name, result in cases if result not in ("passed", "skipped")]
         assert not failed, failed
         assert any(result == "passed" for _, result in cases), cases
-    elif hooks:
+    elif "pytest_persist_add_backends" in hooks:
         (directory / "conftest.py").write_text(source)
-        (directory / "test_hook_user.py").write_text(HOOK_USER)
+        (directory / "test_hook_user.py").write_text(BACKEND_HOOK_USER)
         added = re.findall(r'^\s+name = "([\w-]+)"', source, re.MULTILINE)
         assert added, "a backend hook block names no backend"
         cases = _run_pytest(directory, f"--persist-backends={','.join(added)}")
         assert sorted(cases) == sorted((f"test_uses_the_hook[{n}]", "passed") for n in added)
+    elif "pytest_persist_register_onnx_converters" in hooks:
+        (directory / "conftest.py").write_text(source)
+        (name,) = re.findall(r"^class (\w+)", source, re.MULTILINE)
+        (directory / "test_hook_user.py").write_text(ONNX_HOOK_USER.format(name=name))
+        cases = _run_pytest(directory, "--persist-backends=onnx")
+        assert cases == [("test_uses_the_hook[onnx]", "passed")], cases
+    elif hooks:
+        raise AssertionError(f"no round trip here exercises the hooks {hooks}")
     else:
         (directory / "readme_block.py").write_text(source)
         run = _run(["readme_block.py"], directory)
@@ -86,23 +108,38 @@ def evaluate_block(example: Example) -> None:
 
 
 SYBIL = Sybil(parsers=[CodeBlockParser("python", evaluator=evaluate_block), SkipParser()])
-DOCUMENT = SYBIL.parse(README)
-EXAMPLES = list(DOCUMENT)
 
 
-def _line(example: Example) -> int:
-    return DOCUMENT.text.count("\n", 0, example.start) + 1
+def _blocks() -> list[tuple[int, int]]:
+    """(line, offset) of every ```python block of the README."""
+    document = SYBIL.parse(README)
+    return [
+        (document.text.count("\n", 0, e.start) + 1, e.start)
+        for e in document
+        if e.region.evaluator is evaluate_block
+    ]
+
+
+BLOCKS = _blocks()
 
 
 def test_the_readme_has_python_blocks():
-    blocks = [e for e in EXAMPLES if isinstance(e.region.evaluator, type(evaluate_block))]
-    assert len(blocks) >= 5, "sybil found too few ```python blocks in README.md"
+    assert len(BLOCKS) >= 6, "sybil found too few ```python blocks in README.md"
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda e: f"README.md:{_line(e)}")
-def test_readme_block(example, tmp_path):
-    example.namespace["tmp_path"] = tmp_path
-    example.evaluate()
+@pytest.mark.parametrize("start", [s for _, s in BLOCKS], ids=[f"README.md:{n}" for n, _ in BLOCKS])
+def test_readme_block(start, tmp_path):
+    # A fresh parse per block, its preceding skip directives applied, so that the blocks are
+    # independent tests (any order, any xdist worker).
+    for example in SYBIL.parse(README):
+        if example.region.evaluator is evaluate_block and example.start != start:
+            continue
+        example.namespace["tmp_path"] = tmp_path
+        example.evaluate()
+        if example.start == start:
+            break
+    if example.namespace.get("ran") != start:
+        pytest.skip(f"README.md:{example.line}: excluded by a skip directive (reason beside it)")
 
 
 def _layout_modules() -> list[str]:
