@@ -55,12 +55,21 @@ def _chosen() -> list[tuple[str, object]]:
 
 INSTANCES = _chosen()
 
+#: Estimators whose ONNX converter crashes under skl2onnx 1.20 / onnx 1.23 / protobuf 7 (a
+#: dump_error, which is a failure: see the README's ONNX section). Expected, not strict: the
+#: atlas records the dump_error of the row where it happens, and another row's converter stack
+#: may convert them.
+KNOWN_CONVERTER_CRASHES = {"HistGradientBoostingClassifier", "HistGradientBoostingRegressor"}
+
 
 @pytest.mark.persist_roundtrip(backends=BACKENDS)
 @pytest.mark.parametrize(
     "estimator", [est for _, est in INSTANCES], ids=[name for name, _ in INSTANCES]
 )
-def test_estimator(persist_roundtrip, estimator):
+def test_estimator(persist_roundtrip, persist_backend, request, estimator):
+    if persist_backend == "onnx" and type(estimator).__name__ in KNOWN_CONVERTER_CRASHES:
+        reason = "skl2onnx's HistGradientBoosting converter crashes under protobuf 7"
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
     X, y = make_fit_data(estimator)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
