@@ -155,6 +155,33 @@ def test_saving_creates_a_private_user_key_and_checks_need_no_flag(
     assert set(statuses.values()) == {"PASSED"} and len(statuses) == 2
 
 
+def test_ini_key_file_relative_to_the_ini_signs_and_checks(run_suite, pytester):
+    secret = secrets.token_bytes(32)
+    (pytester.path / "keys").mkdir()
+    key_file(pytester.path / "keys" / "project.key", secret)
+    source = """
+        import pytest
+        from sklearn.datasets import load_iris
+        from sklearn.tree import DecisionTreeClassifier
+
+        @pytest.mark.persist_roundtrip(backends=["pickle"])
+        def test_tree(persist_roundtrip):
+            X, y = load_iris(return_X_y=True)
+            persist_roundtrip(DecisionTreeClassifier(max_depth=2).fit(X, y), X, y)
+    """
+    ini = "[pytest]\npersist_key_file = keys/project.key\n"
+    run = run_suite(source, "--persist-save", "store", ini=ini)
+    assert run.result.ret == 0, run.text
+    [entry] = iter_entries(pytester.path / "store")
+    assert entry_key_id(entry.path) == SigningKey(secret, "test").key_id
+    assert entry_key_id(entry.path) != own_key(create=True).key_id
+    result, statuses = load_store(pytester)  # the ini's key is this side's own key too
+    assert result.ret == 0 and set(statuses.values()) == {"PASSED"}, result.stdout.str()
+    result, statuses = load_store(pytester, "-o", "persist_key_file=")  # the user key only
+    assert set(statuses.values()) == {"FAILED"}, result.stdout.str()
+    assert "not signed by a trusted key" in result.stdout.str()
+
+
 def test_store_signed_by_another_key_needs_that_key(pytester, model, iris, monkeypatch):
     X, y = iris
     ci_secret = secrets.token_bytes(32)
