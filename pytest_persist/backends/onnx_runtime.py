@@ -414,6 +414,9 @@ class OnnxBackend(Backend):
         if converters:
             call.details["onnx_converters"] = converters
 
+        has_text_vectorizer = any(
+            isinstance(sub, CountVectorizer) for sub in _sub_estimators(estimator)
+        )
         for _ in range(4):  # at most one retry per known fix
             options: dict[Any, dict[str, Any]] = {}
             if zipmap:
@@ -448,6 +451,10 @@ class OnnxBackend(Backend):
                 raise UnsupportedEstimator(
                     f"skl2onnx cannot convert {type(estimator).__name__}: {_short_message(error)}"
                 ) from error
+            if locale_c or not has_text_vectorizer:
+                break
+            # Only a text vectorizer's normalizer can fail to build here (a missing locale); a
+            # session for every model would build large ensembles twice, here and at load.
             try:
                 onnxruntime.InferenceSession(
                     onnx_model.SerializeToString(), providers=["CPUExecutionProvider"]
