@@ -248,18 +248,27 @@ def progress(work: str | os.PathLike[str], chain: Sequence[CompatPair]) -> str:
     """``"rows saved 3/11, pairs checked 12/65, 8.0 min so far, about 20 min left"``.
 
     Counts the reports ``save_artifacts`` and ``check_artifacts`` wrote into ``work/reports``
-    since ``start_run``; the time left assumes the remaining steps take as long as the done ones.
+    since ``start_run``. The time left is estimated per kind of step: saves from the saves done
+    (until the last save report was written), checks from the time since then per pair checked
+    (before any check, a check is assumed to take as long as a save).
     """
     reports = Path(work) / "reports"
     rows = list(dict.fromkeys(row.id for pair in chain for row in pair))
-    saved = sum((reports / f"{r}__{r}.json").is_file() for r in rows)
+    save_reports = [reports / f"{r}__{r}.json" for r in rows]
+    saved_times = [path.stat().st_mtime for path in save_reports if path.is_file()]
+    saved = len(saved_times)
     checked = sum((reports / f"{p.saved.id}__{p.loaded.id}.json").is_file() for p in chain)
     elapsed = run_seconds(work)
     text = f"rows saved {saved}/{len(rows)}, pairs checked {checked}/{len(chain)}"
     if elapsed is None:
         return text
-    done, total = saved + checked, len(rows) + len(chain)
     text += f", {elapsed / 60:.1f} min so far"
-    if 0 < done < total:
-        text += f", about {elapsed / done * (total - done) / 60:.0f} min left"
+    saves_left, checks_left = len(rows) - saved, len(chain) - checked
+    if saved and (saves_left or checks_left):
+        started = time.time() - elapsed
+        saving = max(max(saved_times) - started, 0.0)
+        per_save = saving / saved
+        per_check = (elapsed - saving) / checked if checked else per_save
+        left = per_save * saves_left + per_check * checks_left
+        text += f", about {left / 60:.0f} min left"
     return text

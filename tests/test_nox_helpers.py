@@ -722,6 +722,25 @@ def test_progress_counts_reports_of_this_run(tmp_path: Path) -> None:
     assert "min so far, about" in text and "min left" in text
 
 
+def test_progress_estimates_saves_and_checks_separately(tmp_path: Path) -> None:
+    import os
+    import time
+
+    chain = pn.compat_chain(ROWS)
+    pn.start_run(tmp_path)
+    started = time.time() - 100
+    (tmp_path / "run-started").write_text(f"{started}\n")
+    for row in ROWS:  # three saves done 60 s after the start: 20 s each
+        path = tmp_path / "reports" / f"{row.id}__{row.id}.json"
+        path.write_text("{}")
+        os.utime(path, (started + 60, started + 60))
+    pair = chain[0]  # one check in the 40 s since
+    (tmp_path / "reports" / f"{pair.saved.id}__{pair.loaded.id}.json").write_text("{}")
+    text = pn.progress(tmp_path, chain)
+    assert text.startswith(f"rows saved 3/3, pairs checked 1/{len(chain)}, 1.7 min so far")
+    assert text.endswith(f"about {40 * (len(chain) - 1) / 60:.0f} min left")
+
+
 # --- nox-free import and the session helpers ------------------------------------------------
 
 
