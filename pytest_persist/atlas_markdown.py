@@ -13,6 +13,8 @@ __all__ = ["render_atlas_markdown", "render_break_points_markdown"]
 
 _WHERE_SHOWN = 8
 _MESSAGE_SHOWN = 300
+#: Estimators named per break-point row; atlas.html and atlas.json list every one.
+_NAMES_SHOWN = 20
 
 
 def _header(atlas: Mapping[str, Any]) -> list[str]:
@@ -59,7 +61,9 @@ def render_break_points_markdown(atlas: Mapping[str, Any], heading: str = "##") 
         )
         out.append("|---|---|---|---|---|---|---|")
         for group in group_break_points(entries, rows):
-            names = ", ".join(group.estimators)
+            names = ", ".join(group.estimators[:_NAMES_SHOWN])
+            if len(group.estimators) > _NAMES_SHOWN:
+                names += f" and {len(group.estimators) - _NAMES_SHOWN} more (atlas.html)"
             out.append(
                 f"| {_md(group.backend)} | {_md(group.saved)} | {_md(group.last_passed)} "
                 f"| {_md(group.breaks_at)} | {_STATUS[group.how][0]} {group.how} "

@@ -604,6 +604,19 @@ def test_markdown_atlas_starts_with_break_points(published: dict[str, Any]) -> N
     assert "## Failure messages" in md and "load_error of Forest" in md
 
 
+def test_markdown_names_at_most_twenty_estimators_per_break_point(tmp_path: Path) -> None:
+    names = [f"Model{i:02d}" for i in range(25)]
+    saved = write_report(tmp_path / "a.json", OLD, [record("passed", n, "joblib") for n in names])
+    error = "ModuleNotFoundError: No module named 'numpy._core'"
+    checks = [check("load_error", n, "joblib", OLD, NEW, error=error) for n in names]
+    loaded = write_report(tmp_path / "b.json", NEW, checks)
+    atlas = pn.aggregate(pn.merge_reports([saved, loaded]))
+    assert len(atlas["break_points"]["upgrades"]) == 25
+    md = pn.render_atlas_markdown(atlas)
+    row = next(line for line in md.splitlines() if "load_error | 25: " in line)
+    assert "Model19 and 5 more (atlas.html)" in row and "Model20" not in row
+
+
 def test_markdown_escapes_table_cells(tmp_path: Path) -> None:
     path = write_report(
         tmp_path / "r.json", dict(NEW, python="3.13|0"), [record("passed", "A|B", "pickle")]
