@@ -190,11 +190,26 @@ def _break_tables(atlas: Mapping[str, Any]) -> list[str]:
                 f"<td>{esc(group.last_passed)}</td><td>{esc(group.breaks_at)}</td>"
                 f'<td><span class="k" style="background:{colour}">'
                 f"{esc(_STATUS[group.how][1])}</span>{esc(group.how)}</td>"
-                f'<td class="ests">{len(group.estimators)}: {esc(", ".join(group.estimators))}'
+                f'<td class="ests">{_estimator_list(group.estimators)}'
                 f'</td><td class="msg" title="{esc(message)}">{esc(short)}</td></tr>'
             )
         out.append("</table></div>")
     return out
+
+
+#: Estimators named in a break-point row before the rest fold into "N more".
+_NAMES_SHOWN = 20
+
+
+def _estimator_list(names: list[str]) -> str:
+    """``"N: A, B, ..."``; past ``_NAMES_SHOWN`` names the rest open from a ``<details>``."""
+    esc = html.escape
+    shown = esc(", ".join(names[:_NAMES_SHOWN]))
+    if len(names) <= _NAMES_SHOWN:
+        return f"{len(names)}: {shown}"
+    rest = esc(", ".join(names[_NAMES_SHOWN:]))
+    more = len(names) - _NAMES_SHOWN
+    return f"{len(names)}: {shown}<details><summary>{more} more</summary>{rest}</details>"
 
 
 def render_atlas_html(atlas: Mapping[str, Any]) -> str:

@@ -604,7 +604,7 @@ def test_markdown_atlas_starts_with_break_points(published: dict[str, Any]) -> N
     assert "## Failure messages" in md and "load_error of Forest" in md
 
 
-def test_markdown_names_at_most_twenty_estimators_per_break_point(tmp_path: Path) -> None:
+def test_break_point_rows_name_twenty_estimators_then_fold_the_rest(tmp_path: Path) -> None:
     names = [f"Model{i:02d}" for i in range(25)]
     saved = write_report(tmp_path / "a.json", OLD, [record("passed", n, "joblib") for n in names])
     error = "ModuleNotFoundError: No module named 'numpy._core'"
@@ -615,6 +615,8 @@ def test_markdown_names_at_most_twenty_estimators_per_break_point(tmp_path: Path
     md = pn.render_atlas_markdown(atlas)
     row = next(line for line in md.splitlines() if "load_error | 25: " in line)
     assert "Model19 and 5 more (atlas.html)" in row and "Model20" not in row
+    page = pn.render_atlas_html(atlas)
+    assert "Model19<details><summary>5 more</summary>Model20, Model21" in page
 
 
 def test_markdown_escapes_table_cells(tmp_path: Path) -> None:
