@@ -24,6 +24,7 @@ from .version_rows import (
 )
 
 __all__ = [
+    "COMPILE_BYTECODE",
     "IMPORT_CHECK",
     "add_pyenv_to_path",
     "check_artifacts",
@@ -34,6 +35,12 @@ __all__ = [
     "save_artifacts",
     "start_run",
 ]
+
+#: uv (nox's default backend here) does not write ``.pyc`` files at install, unlike pip; with
+#: ``PYTHONDONTWRITEBYTECODE`` set (as on CI machines) every interpreter of the row then compiles
+#: scikit-learn, scipy and pandas from source: 7.7-9.8 s instead of 2.7 s to import what the
+#: loader preloads. Compiling once at install pays that once per row.
+COMPILE_BYTECODE = {"UV_COMPILE_BYTECODE": "1"}
 
 IMPORT_CHECK = (
     "import sklearn, numpy, scipy; from sklearn.ensemble import RandomForestClassifier; "
@@ -97,7 +104,7 @@ def install_row(
     for extra, reason in plan.dropped.items():
         session.warn(f"{row.id}: extra {extra!r} left out ({reason}); its backends are unavailable")
     _install_or_fail(session, row, ["--only-binary", ":all:", *plan.requirements, *packages])
-    session.install("--no-deps", project)
+    session.install("--no-deps", project, env=COMPILE_BYTECODE)
     session.run("python", "-c", IMPORT_CHECK)
     return plan
 
@@ -107,7 +114,7 @@ def _install_or_fail(session: Any, row: VersionRow, args: list[str]) -> None:
     with tempfile.TemporaryFile("w+", encoding="utf-8") as output:
         try:
             try:
-                session.install(*args, silent=False, stdout=output)
+                session.install(*args, silent=False, stdout=output, env=COMPILE_BYTECODE)
             except TypeError:  # a stand-in session without nox's keywords
                 session.install(*args)
         except Exception as exc:

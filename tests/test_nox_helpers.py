@@ -832,6 +832,8 @@ def test_install_row_installs_wheels_only_then_the_project() -> None:
     assert wheels[:2] == ("--only-binary", ":all:")
     assert list(wheels[2:]) == plan.requirements
     assert session.calls[2][1] == ("--no-deps", ".")
+    # uv writes no .pyc at install unless asked: every row interpreter would compile sklearn
+    assert session.calls[1][2]["env"] == session.calls[2][2]["env"] == {"UV_COMPILE_BYTECODE": "1"}
     with pytest.raises(RuntimeError, match=r"needs 3\.10"):
         pn.install_row(FakeSession("3.12"), row)
 
