@@ -49,9 +49,10 @@ class VenvSession:
         self.cwd = venv.parent
         subprocess.run([uv, "venv", "-q", "--python", interpreter, str(venv)], check=True)
 
-    def install(self, *args: str) -> None:
+    def install(self, *args: str, env: dict[str, str] | None = None) -> None:
         python = str(self.venv / "bin" / "python")
-        subprocess.run([self.uv, "pip", "install", "-q", "--python", python, *args], check=True)
+        command = [self.uv, "pip", "install", "-q", "--python", python, *args]
+        subprocess.run(command, check=True, env={**os.environ, **(env or {})})
 
     def run(self, *args: str, success_codes: list[int] | None = None) -> None:
         env = {**os.environ, "PATH": f"{self.venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
