@@ -21,12 +21,14 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from .hints import load_error_hint
 from .loader import (
+    BASE_PRELOAD,
     DEFAULT_MAX_MEMORY,
     ChildExit,
     Limits,
@@ -42,7 +44,14 @@ from .signing import SigningKeyError, TrustPolicy, refusal_message
 from .store import StoredEntry, TamperedArtifactError
 from .versions import environment_fingerprint
 
-__all__ = ["DEFAULT_TIMEOUT", "check_entry", "import_paths", "main", "run_child"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "check_entry",
+    "import_paths",
+    "main",
+    "run_child",
+    "store_preload",
+]
 
 DEFAULT_TIMEOUT = 120.0
 _REQUEST = "request.json"
@@ -243,6 +252,57 @@ def check_entry(
     if any(not d.tolerated for d in outcome.differences):
         return _finish(outcome, OutcomeKind.MISMATCH, "")
     return outcome
+
+
+def store_preload(entries: Iterable[StoredEntry], registry: Any) -> tuple[str, ...]:
+    """What a fork loader checking ``entries`` imports once: numpy, scipy, scikit-learn and
+    the child's own modules, plus, for each backend the entries use, its module and what its
+    ``load`` imports. Backends the store does not use are not imported. Nothing an entry names
+    is imported before its signature is checked, so an estimator's own module is not."""
+    modules = dict.fromkeys(BASE_PRELOAD)
+    for backend_name in dict.fromkeys(entry.backend for entry in entries):
+        if backend_name in registry:
+            backend = registry[backend_name]
+            modules.update(dict.fromkeys([type(backend).__module__, *backend.modules_to_load()]))
+    return tuple(modules)
+
+
+def warm_up() -> None:
+    """What every child would do first, done once in the fork server: fit and call every
+    method of two tiny models, round-trip the outputs file format, and have narwhals find its
+    plugins (scikit-learn >= 1.8 asks it whether X is a dataframe). A forked child then finds
+    scikit-learn's caches and lazily built state filled: measured, it halves the time of the
+    stored methods' calls (14 -> 7.5 ms median over 13 small models).
+
+    Thread pools are limited to one thread meanwhile, so the server still starts no OpenMP
+    pool before it forks; the models (a logistic regression, a decision tree) use none anyway.
+    """
+    import warnings
+
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    from . import outputs_codec
+    from .compare import available_methods, compute_outputs
+
+    with contextlib.suppress(Exception):
+        from narwhals.plugins import _discover_entrypoints
+
+        _discover_entrypoints()
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
+    X = np.random.default_rng(0).random((20, 3))
+    y = np.arange(20) % 2
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for model in (LogisticRegression(), DecisionTreeClassifier(random_state=0)):
+            model.fit(X, y)
+            outputs, _ = compute_outputs(model, X, y, available_methods(model, with_y=True))
+        with tempfile.TemporaryDirectory(prefix="pytest-persist-warm-up-") as directory:
+            files = Path(directory) / "data.npz", Path(directory) / "data.json"
+            outputs_codec.write(*files, {"inputs": {"X": X, "y": y}, "outputs": outputs})
+            outputs_codec.read(*files)
 
 
 _ENVIRONMENT: dict[int, dict[str, str]] = {}

@@ -2,8 +2,9 @@
 
 A *fork loader* is one server process per checking process (so one per pytest-xdist worker):
 ``python -m pytest_persist.loader`` imports numpy, scipy, scikit-learn and the backend
-libraries once, then forks one child per artifact. The server only imports (it never computes,
-so no OpenMP pool exists when it forks; OpenBLAS stops its threads around ``fork`` itself). The
+libraries once, then forks one child per artifact. The server only imports, plus one tiny
+warm-up (``isolated_load.warm_up``) under a one-thread limit, so no OpenMP pool exists when it
+forks (OpenBLAS stops its threads around ``fork`` itself). The
 child starts a new session, gets a clean environment (:func:`clean_environment`), resource
 limits (:class:`Limits`), its own working directory and stderr file, then does the child-side
 work of ``isolated_load``; nothing it changes reaches the next artifact, which is forked afresh
@@ -36,8 +37,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 __all__ = [
+    "BASE_PRELOAD",
     "DEFAULT_MAX_MEMORY",
     "ISOLATIONS",
+    "PRELOAD",
     "ChildExit",
     "ForkLoader",
     "Limits",
@@ -55,8 +58,9 @@ ISOLATIONS = ("fork", "process")
 DEFAULT_MAX_MEMORY = 4 * 1024**3
 #: RLIMIT_FSIZE of a child: far above any outputs file, far below filling a disk.
 FILE_SIZE_LIMIT = 8 * 1024**3
-#: Imported by the server once; a module that is not installed is left out.
-PRELOAD = (
+#: What every server imports once (a module that is not installed is left out): numpy, scipy
+#: and scikit-learn's subpackages, so that no child imports one of them again.
+BASE_PRELOAD = (
     "numpy",
     "scipy",
     "scipy.sparse",
@@ -94,10 +98,6 @@ PRELOAD = (
     "sklearn.kernel_ridge",
     "sklearn.random_projection",
     "sklearn.semi_supervised",
-    "joblib",
-    "cloudpickle",
-    "skops.io",
-    "onnxruntime",
     "pandas",
     # the child-side work itself
     "resource",
@@ -110,6 +110,14 @@ PRELOAD = (
     "pytest_persist.store",
     "pytest_persist.versions",
 )
+#: What the built-in backends load with. A server for a known store imports only those its
+#: entries use (``isolated_load.store_preload``): skops.io alone takes 0.3-0.9 s to import.
+BACKEND_PRELOAD = ("joblib", "cloudpickle", "skops.io", "onnxruntime")
+#: Everything, for a server that does not know what it will load.
+PRELOAD = BASE_PRELOAD + BACKEND_PRELOAD
+#: Called once by the server after its imports, where imported ("module:function", no
+#: argument; an exception is ignored): caches that every child would otherwise fill again.
+WARM_UP = ("pytest_persist.isolated_load:warm_up",)
 _READY_TIMEOUT = 600.0  # a cold disk under load can take minutes to import scikit-learn
 _MARGIN = 30.0  # beyond the check's timeout, before the parent gives up on the server
 
@@ -395,7 +403,11 @@ class ForkLoader:
 
     # -- lifecycle
 
-    def start(self) -> None:
+    def start(self, preload: tuple[str, ...] | None = None) -> None:
+        """Start the server in the background, importing ``preload`` (default: what this
+        loader was made with; kept for a restart)."""
+        if preload is not None and self._process is None:
+            self.preload = preload
         if self._process is not None and self._process.poll() is None:
             return
         self._reset()
@@ -600,6 +612,7 @@ def serve(preload: list[str]) -> int:
             importlib.import_module(name)
         except Exception as exc:  # an optional library that is not installed
             failed[name] = f"{type(exc).__name__}: {exc}"
+    _warm_up()
     ready = {
         "ready": True,
         "pid": os.getpid(),
@@ -642,6 +655,17 @@ def serve(preload: list[str]) -> int:
                 os.waitpid(child, 0)
             _kill_group(child)
     return 0
+
+
+def _warm_up() -> None:
+    """Fill the caches of :data:`WARM_UP` whose module the preload imported."""
+    for target in WARM_UP:
+        module_name, _, function_name = target.partition(":")
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        with contextlib.suppress(Exception):
+            getattr(module, function_name)()
 
 
 def _fork_spare(protocol_fd: int) -> tuple[int, int, int]:

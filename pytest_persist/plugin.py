@@ -20,6 +20,7 @@ from .store_items import (
     RoundtripSaver,
     add_store_items,
     records_of,
+    start_loader,
     store_settings,
 )
 
@@ -166,6 +167,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STORE_SETTINGS_KEY] = store_settings(
         config, registry, config.stash[SETTINGS_KEY].defaults
     )
+    start_loader(config)  # it imports scikit-learn while pytest collects
     config.pluginmanager.register(PersistReporter(config), "pytest-persist-reporter")
     if "onnx" in registry and registry["onnx"].is_available():
         from .backends.onnx_runtime import register_onnx_converter

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .isolated_load import DEFAULT_TIMEOUT, check_entry
+from .isolated_load import DEFAULT_TIMEOUT, check_entry, store_preload
 from .loader import (
     DEFAULT_MAX_MEMORY,
     ISOLATIONS,
@@ -56,6 +56,17 @@ class StoreSettings:
     trust: TrustPolicy | None = None  # what --persist-load trusts
     environment: dict[str, str] = field(default_factory=dict)
     records: list[Record] = field(default_factory=list)
+    #: The entries of ``load_dir`` as read at configure (or why one could not be read).
+    entries: dict[Path, StoredEntry | StoreError] = field(default_factory=dict)
+
+    def read(self, directory: Path) -> StoredEntry | StoreError:
+        """The entry in ``directory`` (read once per session), or why it cannot be read."""
+        if directory not in self.entries:
+            try:
+                self.entries[directory] = read_entry(directory)
+            except StoreError as exc:
+                self.entries[directory] = exc
+        return self.entries[directory]
 
 
 def store_settings(
@@ -223,17 +234,31 @@ class RoundtripSaver:
 # checking
 
 
+def start_loader(config: pytest.Config) -> None:
+    """Start this process's fork loader at configure when it will check stored entries, so
+    that it imports scikit-learn while pytest collects; it imports the store's backends only.
+
+    Not on the xdist controller (each worker starts its own) nor for ``--collect-only``.
+    """
+    settings: StoreSettings = config.stash[STORE_SETTINGS_KEY]
+    controller = not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") != "no"
+    if settings.load_dir is None or config.option.collectonly or controller:
+        return
+    loader = default_loader(settings.isolation)
+    if not isinstance(loader, ForkLoader):
+        return
+    entries = [settings.read(directory) for directory in entry_dirs(settings.load_dir)]
+    readable = [entry for entry in entries if isinstance(entry, StoredEntry)]
+    if readable:
+        loader.start(preload=store_preload(readable, settings.registry))
+
+
 def add_store_items(session: pytest.Session, items: list[pytest.Item], load_dir: Path) -> None:
     """Collect one item per entry of ``load_dir`` and append them to ``items``."""
     collector = StoreCollector.from_parent(
         session, name=COLLECTOR_NAME, nodeid=COLLECTOR_NAME, store_dir=load_dir
     )
-    before = len(items)
     items.extend(session.genitems(collector))
-    if len(items) > before and not session.config.option.collectonly:
-        loader = default_loader(session.config.stash[STORE_SETTINGS_KEY].isolation)
-        if isinstance(loader, ForkLoader):
-            loader.start()  # it imports scikit-learn while pytest finishes collecting
 
 
 class StoreCollector(pytest.Collector):
@@ -244,14 +269,12 @@ class StoreCollector(pytest.Collector):
         self.store_dir = store_dir
 
     def collect(self) -> Iterator[StoredEntryItem]:
+        settings: StoreSettings = self.config.stash[STORE_SETTINGS_KEY]
         seen: set[str] = set()
         for directory in entry_dirs(self.store_dir):
-            entry: StoredEntry | None = None
-            error: StoreError | None = None
-            try:
-                entry = read_entry(directory)
-            except StoreError as exc:
-                error = exc
+            read = settings.read(directory)
+            entry = read if isinstance(read, StoredEntry) else None
+            error = read if isinstance(read, StoreError) else None
             name = item_name(entry) if entry is not None else directory.name
             if name in seen:
                 name = f"{name}@{directory.name[-8:]}"

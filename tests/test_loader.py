@@ -5,6 +5,8 @@ environment (each one's misbehaviour is part of its pickled state)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 import time
 
@@ -15,8 +17,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import SVC
 from store_helpers import store_model
 
+from pytest_persist.backends import BackendRegistry
+from pytest_persist.isolated_load import store_preload
 from pytest_persist.loader import (
+    BASE_PRELOAD,
     DEFAULT_MAX_MEMORY,
+    ForkLoader,
     clean_environment,
     format_size,
     parse_size,
@@ -333,3 +339,37 @@ def test_clean_environment_keeps_what_libraries_need():
     assert clean_environment({"UNRELATED": "u", "MY_TOKEN": "t"}, keep_all=True) == {
         "UNRELATED": "u"
     }
+
+
+def test_a_server_for_a_store_imports_only_the_backends_it_uses(tmp_path, iris):
+    X, y = iris
+    model = LogisticRegression(max_iter=300).fit(X, y)
+    entries = [
+        store_model(tmp_path / "store", model, X, y, backend=name, test_id=f"t.py::test_{name}")
+        for name in ("pickle", "skops")
+    ]
+    preload = store_preload(entries, BackendRegistry())
+    assert set(BASE_PRELOAD) <= set(preload)
+    assert "skops.io" in preload and "pytest_persist.backends.skops_io" in preload
+    assert not {"joblib", "cloudpickle", "onnxruntime"} & set(preload)
+    # nothing the entries name is imported before their signatures are checked
+    assert "sklearn.linear_model._logistic" not in preload
+
+
+def test_the_servers_warm_up_starts_no_thread(tmp_path):
+    """The warm-up fits and calls models in the server; forking is safe only if that left no
+    thread behind (an OpenMP pool would be copied into every child broken)."""
+    code = (
+        "import importlib, os\n"
+        "from pytest_persist.loader import BASE_PRELOAD\n"
+        "for name in BASE_PRELOAD: importlib.import_module(name)\n"
+        "print(len(os.listdir('/proc/self/task')))\n"
+    )
+    cold = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loader = ForkLoader(preload=BASE_PRELOAD)
+    try:
+        ready = loader.wait_ready()
+    finally:
+        loader.stop()
+    assert ready["not_preloaded"] == {}
+    assert ready["threads"] == int(cold.stdout.split()[-1])

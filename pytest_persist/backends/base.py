@@ -41,6 +41,8 @@ class Backend:
 
     name: ClassVar[str]
     modules: ClassVar[tuple[str, ...]] = ()
+    #: What loading imports, preloaded by the fork loader (None: ``modules``).
+    load_modules: ClassVar[tuple[str, ...] | None] = None
     install_hint: ClassVar[str] = ""
     suffix: ClassVar[str] = ".bin"
     #: Same code on the same data gives the same bits (pickle family); False for ONNX.
@@ -58,6 +60,10 @@ class Backend:
 
     def is_available(self) -> bool:
         return all(importlib.util.find_spec(module) is not None for module in self.modules)
+
+    def modules_to_load(self) -> tuple[str, ...]:
+        """The modules ``load`` imports (what a warm loader imports once for it)."""
+        return self.modules if self.load_modules is None else self.load_modules
 
     def unavailable_reason(self) -> str:
         missing = [m for m in self.modules if importlib.util.find_spec(m) is None]

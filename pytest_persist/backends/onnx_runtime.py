@@ -386,6 +386,7 @@ class OnnxBackend(Backend):
 
     name = "onnx"
     modules = ("skl2onnx", "onnxruntime")
+    load_modules = ("onnxruntime",)  # skl2onnx converts; loading needs only the runtime
     install_hint = "pip install skl2onnx onnxruntime (or pytest-persist[onnx])"
     suffix = ".onnx"
     preserves_objects = False

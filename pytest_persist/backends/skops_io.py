@@ -53,6 +53,7 @@ class SkopsBackend(Backend):
 
     name = "skops"
     modules = ("skops",)
+    load_modules = ("skops.io",)
     install_hint = "pip install skops (or pytest-persist[skops])"
     suffix = ".skops"
     runs_code_on_load = False  # only the types skops trusts by default, or an allowlist
