@@ -16,13 +16,14 @@ import contextlib
 import importlib
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from .loader import (
     Limits,
     Loader,
     ProcessLoader,
+    Ticket,
     clean_environment,
     default_loader,
     enter_child,
@@ -46,10 +48,12 @@ from .versions import environment_fingerprint
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "PendingCheck",
     "check_entry",
     "import_paths",
     "main",
     "run_child",
+    "start_check",
     "store_preload",
 ]
 
@@ -66,7 +70,13 @@ _STDERR_TAIL = 4000
 _VERSION_KEYS = ("python", "scikit-learn", "numpy", "scipy")
 
 
-def check_entry(
+def check_entry(entry: StoredEntry, **options: Any) -> Outcome:
+    """Load ``entry`` in an isolated child and compare its outputs with the stored ones
+    (:func:`start_check`'s keywords), waiting for the result."""
+    return start_check(entry, **options).result()
+
+
+def start_check(
     entry: StoredEntry,
     *,
     registry: Any,
@@ -83,8 +93,10 @@ def check_entry(
     loader: Loader | None = None,
     max_memory: int | None = DEFAULT_MAX_MEMORY,
     trust: TrustPolicy | None = None,
-) -> Outcome:
-    """Load ``entry`` in an isolated child and compare its outputs with the stored ones.
+) -> PendingCheck:
+    """Verify ``entry`` and hand its child to the loader without waiting for it: the
+    returned check's ``result()`` waits and compares its outputs with the stored ones, so the
+    caller may start the next entry's check meanwhile.
 
     ``rtol``, ``atol``, ``exact`` and ``max_label_flips`` default to what the saving test
     applied (stored with the entry), else to the backend's defaults; ``check_dtype`` to
@@ -122,22 +134,26 @@ def check_entry(
     outcome.not_compared.update(entry.not_compared)
 
     if entry.backend not in registry:
-        return _finish(
-            outcome,
-            OutcomeKind.UNAVAILABLE,
-            f"backend {entry.backend!r} is not registered here "
-            f"(known: {', '.join(registry.names)})",
+        return PendingCheck.ended(
+            _finish(
+                outcome,
+                OutcomeKind.UNAVAILABLE,
+                f"backend {entry.backend!r} is not registered here "
+                f"(known: {', '.join(registry.names)})",
+            )
         )
     backend = registry[entry.backend]
     if not backend.is_available():
-        return _finish(outcome, OutcomeKind.UNAVAILABLE, backend.unavailable_reason())
+        return PendingCheck.ended(
+            _finish(outcome, OutcomeKind.UNAVAILABLE, backend.unavailable_reason())
+        )
 
     try:
         entry.verify()  # before anything is unpickled
         options = _trusted_options(entry, backend, outcome, trust, options)
     except (TamperedArtifactError, SigningKeyError) as exc:
         outcome.details["refused"] = True
-        return _finish(outcome, OutcomeKind.LOAD_ERROR, str(exc))
+        return PendingCheck.ended(_finish(outcome, OutcomeKind.LOAD_ERROR, str(exc)))
 
     stored = entry.comparison
     rtol = _first_set(rtol, stored.get("rtol"), backend.default_rtol)
@@ -156,8 +172,8 @@ def check_entry(
     elif loader is None:
         loader = default_loader()
     limits = Limits.for_timeout(timeout, max_memory)
-    with tempfile.TemporaryDirectory(prefix="pytest-persist-check-") as workdir_name:
-        workdir = Path(workdir_name)
+    workdir = Path(tempfile.mkdtemp(prefix="pytest-persist-check-"))
+    try:
         child_env = clean_environment(env, keep_all=env is not None)
         paths = import_paths()
         child_env["PYTHONPATH"] = os.pathsep.join(
@@ -181,8 +197,66 @@ def check_entry(
         }
         (workdir / _REQUEST).write_text(json.dumps(request), encoding="utf-8")
         started = time.perf_counter()
-        ended = loader.run(workdir, timeout=timeout, child_env=child_env)
-        outcome.details["child_seconds"] = round(time.perf_counter() - started, 4)
+        ticket = loader.submit(workdir, timeout=timeout, child_env=child_env)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    return PendingCheck(
+        outcome,
+        entry,
+        comparison=dict(outcome.comparison, check_dtype=check_dtype),
+        limits=limits,
+        timeout=timeout,
+        workdir=workdir,
+        loader=loader,
+        ticket=ticket,
+        started=started,
+    )
+
+
+@dataclass
+class PendingCheck:
+    """A stored entry's check whose child was handed to a loader (or that ended before)."""
+
+    outcome: Outcome
+    entry: StoredEntry | None = None
+    comparison: dict[str, Any] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    timeout: float = DEFAULT_TIMEOUT
+    workdir: Path | None = None
+    loader: Loader | None = None
+    ticket: Ticket | None = None
+    started: float = 0.0
+    done: bool = False
+
+    @classmethod
+    def ended(cls, outcome: Outcome) -> PendingCheck:
+        return cls(outcome, done=True)
+
+    def result(self) -> Outcome:
+        """Wait for the child, then compare its outputs with the stored ones (once)."""
+        if not self.done:
+            assert self.loader is not None and self.ticket is not None
+            try:
+                ended = self.loader.wait(self.ticket)
+                self.outcome = self._compare(ended)
+            finally:
+                self.discard()
+        return self.outcome
+
+    def discard(self) -> None:
+        """Forget a check nobody will wait for (its child ends by its timeout at the latest,
+        or with its loader); remove its working directory."""
+        self.done = True
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+    def _compare(self, ended: ChildExit) -> Outcome:
+        outcome, entry, limits, timeout = self.outcome, self.entry, self.limits, self.timeout
+        workdir = self.workdir
+        assert entry is not None and workdir is not None
+        outcome.details["child_seconds"] = round(time.perf_counter() - self.started, 4)
         outcome.details["isolation"] = ended.isolation
         if ended.note:
             outcome.details["isolation_note"] = ended.note
@@ -232,26 +306,26 @@ def check_entry(
                 "outputs"
             ]
 
-    from .compare import compare_outputs
+        from .compare import compare_outputs
 
-    expected = entry.load_data().expected
-    outcome.compared_methods = [m for m in entry.methods if m in actual]
-    outcome.differences = compare_outputs(
-        {m: expected[m] for m in outcome.compared_methods},
-        actual,
-        rtol=rtol,
-        atol=atol,
-        exact=exact,
-        check_dtype=check_dtype,
-        max_label_flips=max_label_flips,
-    )
-    if method_errors:
-        outcome.details["method_errors"] = method_errors
-        shown = "; ".join(f"{m}: {reason}" for m, reason in method_errors.items())
-        return _finish(outcome, OutcomeKind.METHOD_ERROR, f"loaded, then {shown}")
-    if any(not d.tolerated for d in outcome.differences):
-        return _finish(outcome, OutcomeKind.MISMATCH, "")
-    return outcome
+        expected = entry.load_data().expected
+        outcome.compared_methods = [m for m in entry.methods if m in actual]
+        outcome.differences = compare_outputs(
+            {m: expected[m] for m in outcome.compared_methods},
+            actual,
+            rtol=self.comparison["rtol"],
+            atol=self.comparison["atol"],
+            exact=self.comparison["exact"],
+            check_dtype=self.comparison["check_dtype"],
+            max_label_flips=self.comparison["max_label_flips"],
+        )
+        if method_errors:
+            outcome.details["method_errors"] = method_errors
+            shown = "; ".join(f"{m}: {reason}" for m, reason in method_errors.items())
+            return _finish(outcome, OutcomeKind.METHOD_ERROR, f"loaded, then {shown}")
+        if any(not d.tolerated for d in outcome.differences):
+            return _finish(outcome, OutcomeKind.MISMATCH, "")
+        return outcome
 
 
 def store_preload(entries: Iterable[StoredEntry], registry: Any) -> tuple[str, ...]:

@@ -1,21 +1,23 @@
 """Where a stored artifact is loaded: a forked child of a warm loader, or a fresh interpreter.
 
 A *fork loader* is one server process per checking process (so one per pytest-xdist worker):
-``python -m pytest_persist.loader`` imports numpy, scipy, scikit-learn and the backend
+``python -m pytest_persist.fork_server`` imports numpy, scipy, scikit-learn and the backend
 libraries once, then forks one child per artifact. The server only imports, plus one tiny
 warm-up (``isolated_load.warm_up``) under a one-thread limit, so no OpenMP pool exists when it
-forks (OpenBLAS stops its threads around ``fork`` itself). The
-child starts a new session, gets a clean environment (:func:`clean_environment`), resource
-limits (:class:`Limits`), its own working directory and stderr file, then does the child-side
-work of ``isolated_load``; nothing it changes reaches the next artifact, which is forked afresh
-from the untouched server. The server enforces the timeout and kills the child's whole process
-group. A *process loader* (the fallback, where fork is unavailable or another interpreter is
-asked for) runs ``python -m pytest_persist.isolated_load DIR`` per artifact, with the same
-environment, limits and working directory.
+forks (OpenBLAS stops its threads around ``fork`` itself). The child starts a new session, gets
+a clean environment (:func:`clean_environment`), resource limits (:class:`Limits`), its own
+working directory and stderr file, then does the child-side work of ``isolated_load``; nothing
+it changes reaches the next artifact, which is forked afresh from the untouched server. The
+server enforces each child's timeout and kills its whole process group. Checks are submitted
+and waited for separately, so the next artifact's child can run while this process compares
+the last one's outputs. A *process loader* (the fallback, where fork is unavailable or another
+interpreter is asked for) runs ``python -m pytest_persist.isolated_load DIR`` per artifact, one
+at a time, with the same environment, limits and working directory.
 
-The protocol is one JSON line each way per artifact, over the server's stdin and a duplicate of
-its stdout; everything else (request, phase, warnings, outputs, result) goes through files in the
-artifact's working directory, read by ``isolated_load``.
+The protocol is one JSON line each way per event (a request; a child started; a child ended),
+over the server's stdin and a duplicate of its stdout; everything else (request, phase,
+warnings, outputs, result) goes through files in the artifact's working directory, read by
+``isolated_load``.
 """
 
 from __future__ import annotations
@@ -45,10 +47,12 @@ __all__ = [
     "ForkLoader",
     "Limits",
     "ProcessLoader",
+    "Ticket",
     "clean_environment",
     "default_loader",
     "fork_unavailable_reason",
     "format_size",
+    "kill_group",
     "parse_size",
     "stop_default_loaders",
 ]
@@ -320,8 +324,29 @@ class ChildExit:
     note: str = ""  # why this check did not run where it was asked to
 
 
+@dataclass
+class Ticket:
+    """One artifact's check, handed to a loader by ``submit`` and ended by ``wait``."""
+
+    workdir: Path
+    timeout: float
+    child_env: dict[str, str]
+    request_id: int = 0
+    generation: int = 0  # which server it was sent to (a restart starts another)
+    sent: bool = False
+    sent_at: float = 0.0
+    pid: int | None = None  # the child's, once the server says it started
+    started_at: float = 0.0  # when this process learnt that
+    exit: ChildExit | None = None
+    attempts: int = 0
+
+
 class Loader(Protocol):
     isolation: str
+
+    def submit(self, workdir: Path, *, timeout: float, child_env: dict[str, str]) -> Ticket: ...
+
+    def wait(self, ticket: Ticket) -> ChildExit: ...
 
     def run(self, workdir: Path, *, timeout: float, child_env: dict[str, str]) -> ChildExit: ...
 
@@ -336,13 +361,26 @@ def fork_unavailable_reason() -> str | None:
 
 
 class ProcessLoader:
-    """One fresh interpreter per artifact: ``python -m pytest_persist.isolated_load DIR``."""
+    """One fresh interpreter per artifact: ``python -m pytest_persist.isolated_load DIR``.
+
+    ``submit`` only records the check; ``wait`` runs it (one at a time).
+    """
 
     isolation = "process"
 
     def __init__(self, python: str | None = None, note: str = "") -> None:
         self.python = python or sys.executable
         self.note = note
+
+    def submit(self, workdir: Path, *, timeout: float, child_env: dict[str, str]) -> Ticket:
+        return Ticket(workdir, timeout, child_env)
+
+    def wait(self, ticket: Ticket) -> ChildExit:
+        if ticket.exit is None:
+            ticket.exit = self.run(
+                ticket.workdir, timeout=ticket.timeout, child_env=ticket.child_env
+            )
+        return ticket.exit
 
     def run(self, workdir: Path, *, timeout: float, child_env: dict[str, str]) -> ChildExit:
         command = [self.python, "-m", "pytest_persist.isolated_load", str(workdir)]
@@ -364,15 +402,15 @@ class ProcessLoader:
             try:
                 returncode = process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                _kill_group(process.pid) if posix else process.kill()
+                kill_group(process.pid) if posix else process.kill()
                 process.wait()
                 return ChildExit(None, True, self.isolation, self.note)
             except BaseException:
-                _kill_group(process.pid) if posix else process.kill()
+                kill_group(process.pid) if posix else process.kill()
                 process.wait()
                 raise
         if posix:
-            _kill_group(process.pid)  # whatever the artifact left running
+            kill_group(process.pid)  # whatever the artifact left running
         return ChildExit(returncode, False, self.isolation, self.note)
 
     def stop(self) -> None:
@@ -384,11 +422,13 @@ class LoaderUnavailable(Exception):
 
 
 class ForkLoader:
-    """A warm server that forks one isolated child per artifact (see the module docstring).
+    """A warm server (``fork_server``) that forks one isolated child per artifact.
 
     ``start()`` returns at once (the server imports in the background, e.g. while pytest
-    collects); ``run()`` waits for it the first time. A server that dies is restarted by the
-    next ``run()``.
+    collects). ``submit()`` sends a check and returns at once, so the next artifact's child can
+    run while this process waits for the current one; ``wait()`` returns how its child ended,
+    waiting for the server the first time. A server that dies is restarted by the next
+    ``submit()`` or ``wait()``; a check it had not started yet is sent again, once.
     """
 
     isolation = "fork"
@@ -399,6 +439,9 @@ class ForkLoader:
         self._buffer = b""
         self._ready: dict[str, Any] | None = None
         self._logdir: tempfile.TemporaryDirectory[str] | None = None
+        self._generation = 0
+        self._next_id = 0
+        self._tickets: dict[int, Ticket] = {}  # sent, not yet ended
         self.started_at: float | None = None
 
     # -- lifecycle
@@ -418,10 +461,15 @@ class ForkLoader:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in [env.get("PYTHONPATH", ""), *import_paths()] if p
         )
+        # Two children can run at once (the next check starts while this one is compared):
+        # OpenMP threads that spin while waiting would take the cores from the other child
+        # (HistGradientBoosting stalled ~1 s in 3 runs of 6). libgomp reads this when the
+        # server loads it, so the children inherit it; a user's own setting wins.
+        env.setdefault("OMP_WAIT_POLICY", "passive")
         self.started_at = time.perf_counter()
         with open(Path(self._logdir.name) / "server.log", "ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "pytest_persist.loader", *self.preload],
+                [sys.executable, "-m", "pytest_persist.fork_server", *self.preload],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -435,7 +483,7 @@ class ForkLoader:
             return
         with contextlib.suppress(OSError, ValueError):
             assert process.stdin is not None
-            process.stdin.close()  # EOF: the server returns
+            process.stdin.close()  # EOF: the server returns, killing children still running
         try:
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -444,7 +492,12 @@ class ForkLoader:
         self._reset()
 
     def _reset(self) -> None:
+        """Forget the server (killing it if it runs), and the children it had started."""
         process, self._process = self._process, None
+        self._generation += 1  # what was sent to that server is not coming back
+        for ticket in self._tickets.values():
+            if ticket.pid is not None and ticket.exit is None:
+                kill_group(ticket.pid)  # nobody is left to enforce its deadline
         if process is not None:
             for stream in (process.stdin, process.stdout):
                 with contextlib.suppress(OSError, ValueError):
@@ -481,50 +534,82 @@ class ForkLoader:
     # -- one artifact
 
     def run(self, workdir: Path, *, timeout: float, child_env: dict[str, str]) -> ChildExit:
-        request = (json.dumps({"workdir": str(workdir), "timeout": timeout}) + "\n").encode()
-        for _attempt in (1, 2):  # a server that died since the last check is restarted once
-            if self._process is not None and self._process.poll() is not None:
-                self._reset()
-            try:
-                self.wait_ready()
-            except LoaderUnavailable as exc:
-                note = f"{exc}; this artifact was loaded in its own interpreter"
-                return ProcessLoader(note=note).run(workdir, timeout=timeout, child_env=child_env)
-            ended = self._run_once(request, timeout)
-            if ended is not None:
-                return ended
-            self._reset()  # it died before forking this artifact's child
-        return ChildExit(None, False, self.isolation, "the fork loader died")
+        return self.wait(self.submit(workdir, timeout=timeout, child_env=child_env))
 
-    def _run_once(self, request: bytes, timeout: float) -> ChildExit | None:
-        """The child's end; None when the server was gone before it forked the child."""
+    def submit(self, workdir: Path, *, timeout: float, child_env: dict[str, str]) -> Ticket:
+        ticket = Ticket(workdir, timeout, child_env)
+        self._send(ticket)
+        return ticket
+
+    def _send(self, ticket: Ticket) -> None:
+        """Send ``ticket`` to the server (starting it if needed); unsent if it is gone."""
+        if self._process is not None and self._process.poll() is not None:
+            self._reset()  # it died since the last check
+        self.start()
         assert self._process is not None and self._process.stdin is not None
-        pid = None
+        self._next_id += 1
+        ticket.request_id, ticket.generation = self._next_id, self._generation
+        ticket.attempts += 1
+        request = {
+            "id": ticket.request_id,
+            "workdir": str(ticket.workdir),
+            "timeout": ticket.timeout,
+        }
         try:
-            try:
-                self._process.stdin.write(request)
-                self._process.stdin.flush()
-            except OSError:  # BrokenPipeError: the server is gone
-                return None
-            deadline = time.monotonic() + timeout + _MARGIN
-            while True:
-                message = self._read_message(deadline)
-                if message is None:  # the server died or stopped answering
-                    if pid is None:
-                        return None
-                    _kill_group(pid)
-                    self._reset()
-                    timed_out = time.monotonic() >= deadline
-                    return ChildExit(None, timed_out, self.isolation, "the fork loader died")
-                if "started" in message:
-                    pid = message["started"]
-                    continue
-                return ChildExit(message["returncode"], message["timed_out"], self.isolation)
-        except BaseException:  # an interrupt: the child must not outlive the check
-            if pid is not None:
-                _kill_group(pid)
+            self._process.stdin.write((json.dumps(request) + "\n").encode())
+            self._process.stdin.flush()
+        except OSError:  # BrokenPipeError: the server is gone
+            ticket.sent = False
+            return
+        ticket.sent, ticket.sent_at, ticket.pid = True, time.monotonic(), None
+        self._tickets[ticket.request_id] = ticket
+
+    def wait(self, ticket: Ticket) -> ChildExit:
+        try:
+            while ticket.exit is None:
+                self._advance(ticket)
+        except BaseException:  # an interrupt: no child must outlive the check
+            if ticket.pid is not None and ticket.exit is None:
+                kill_group(ticket.pid)
             self._reset()
             raise
+        self._tickets.pop(ticket.request_id, None)
+        return ticket.exit
+
+    def _advance(self, ticket: Ticket) -> None:
+        """Read the server's next message for any check, or end ``ticket`` if it cannot run."""
+        if not ticket.sent or ticket.generation != self._generation:
+            # Its server is gone: with its child if it had one (killed by ``_reset``), else
+            # it is sent once more, to a new server.
+            if ticket.pid is not None or ticket.attempts >= 2:
+                ticket.exit = ChildExit(None, False, self.isolation, "the fork loader died")
+            else:
+                self._send(ticket)
+            return
+        try:
+            self.wait_ready()
+        except LoaderUnavailable as exc:
+            note = f"{exc}; this artifact was loaded in its own interpreter"
+            ticket.exit = ProcessLoader(note=note).run(
+                ticket.workdir, timeout=ticket.timeout, child_env=ticket.child_env
+            )
+            return
+        # The server enforces the timeout; this only notices a server that stopped answering.
+        since = ticket.started_at if ticket.pid is not None else time.monotonic()
+        message = self._read_message(since + ticket.timeout + _MARGIN)
+        if message is None:  # the server died or stopped answering
+            self._reset()  # kills the child too, if it had started
+            if ticket.pid is not None:
+                timed_out = time.monotonic() >= since + ticket.timeout
+                ticket.exit = ChildExit(None, timed_out, self.isolation, "the fork loader died")
+            return  # not started: sent again by the next round, once
+        owner = self._tickets.get(message.get("id"))
+        if owner is None:
+            return  # a check nobody waits for any more
+        if "started" in message:
+            owner.pid, owner.started_at = message["started"], time.monotonic()
+        else:
+            owner.exit = ChildExit(message["returncode"], message["timed_out"], self.isolation)
 
     # -- protocol
 
@@ -555,7 +640,8 @@ class ForkLoader:
         return ""
 
 
-def _kill_group(pid: int) -> None:
+def kill_group(pid: int) -> None:
+    """SIGKILL the process group ``pid`` leads (a child and whatever it started)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
 
@@ -586,207 +672,3 @@ def stop_default_loaders() -> None:
 
 
 atexit.register(stop_default_loaders)
-
-
-# ----------------------------------------------------------------------------------------------
-# the server
-
-
-def serve(preload: list[str]) -> int:
-    """Import ``preload``, then run one forked child per request line until stdin closes.
-
-    The next child is forked ahead (a *spare*, waiting for its request on a pipe) while the
-    parent compares the last one's outputs, and a child reports "done" on another pipe once
-    its result is written, before it exits: neither the fork nor the exit of a process with
-    scikit-learn mapped is on the way of the next check.
-    """
-    protocol = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
-    os.dup2(2, 1)  # whatever an import prints goes to the log, not into the protocol
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it
-    started = time.perf_counter()
-    failed = {}
-    import importlib
-
-    for name in preload:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # an optional library that is not installed
-            failed[name] = f"{type(exc).__name__}: {exc}"
-    _warm_up()
-    ready = {
-        "ready": True,
-        "pid": os.getpid(),
-        "preload_seconds": round(time.perf_counter() - started, 3),
-        "not_preloaded": failed,
-        "threads": _thread_count(),
-    }
-    import gc
-
-    gc.collect()
-    gc.freeze()  # the collector of a child does not touch (and so copy) the server's objects
-    protocol.write(json.dumps(ready) + "\n")
-    finishing: list[int] = []  # children that said done and may still be exiting
-    spare = _fork_spare(protocol.fileno())
-    try:
-        for line in sys.stdin:
-            if not line.strip():
-                continue
-            request = json.loads(line)
-            pid, request_fd, done_fd = spare
-            with contextlib.suppress(OSError):  # a spare that died: its status says how
-                os.write(request_fd, line.encode())
-            os.close(request_fd)
-            protocol.write(json.dumps({"started": pid}) + "\n")
-            returncode, timed_out, exiting = _wait(pid, done_fd, float(request["timeout"]))
-            os.close(done_fd)
-            protocol.write(
-                json.dumps({"pid": pid, "returncode": returncode, "timed_out": timed_out}) + "\n"
-            )
-            if exiting:
-                finishing.append(pid)
-            spare = _fork_spare(protocol.fileno())
-            finishing = _reap(finishing)
-    finally:
-        pid, request_fd, done_fd = spare
-        os.close(request_fd)  # EOF: the spare exits without doing anything
-        os.close(done_fd)
-        for child in [*finishing, pid]:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(child, 0)
-            _kill_group(child)
-    return 0
-
-
-def _warm_up() -> None:
-    """Fill the caches of :data:`WARM_UP` whose module the preload imported."""
-    for target in WARM_UP:
-        module_name, _, function_name = target.partition(":")
-        module = sys.modules.get(module_name)
-        if module is None:
-            continue
-        with contextlib.suppress(Exception):
-            getattr(module, function_name)()
-
-
-def _fork_spare(protocol_fd: int) -> tuple[int, int, int]:
-    """Fork a child that waits for its request; returns (pid, request fd, done fd)."""
-    request_read, request_write = os.pipe()
-    done_read, done_write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(request_write)
-        os.close(done_read)
-        _child(request_read, done_write, protocol_fd)  # never returns
-    os.close(request_read)
-    os.close(done_write)
-    return pid, request_write, done_read
-
-
-def _child(request_fd: int, done_fd: int, protocol_fd: int) -> None:
-    code = 70
-    try:
-        os.setsid()  # its own process group: a timeout kills whatever it started too
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)  # not the server's stdin
-        os.close(null)
-        os.close(protocol_fd)
-        with os.fdopen(request_fd, "rb") as pipe:
-            line = pipe.read()
-        if not line:
-            os._exit(0)  # the server is stopping
-        request = json.loads(line)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        workdir = Path(request["workdir"])
-        err = os.open(workdir / "stderr.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.dup2(err, 1)
-        os.dup2(err, 2)
-        os.close(err)
-        import faulthandler
-
-        faulthandler.enable()  # a crash prints the Python stack into stderr.txt
-        _reseed()
-        from .isolated_load import run_child
-
-        code = run_child(workdir, replace_environ=True)
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        if code == 0:
-            os.write(done_fd, b"0")  # the result is written; what remains is the exit
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-    finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
-
-
-def _reseed() -> None:
-    """A fresh interpreter would draw new seeds; every fork of the server shares its state."""
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        with contextlib.suppress(Exception):
-            numpy.random.seed()
-
-
-def _wait(pid: int, done_fd: int, timeout: float) -> tuple[int | None, bool, bool]:
-    """Wait for ``pid`` to report done, or to end, up to ``timeout``; kill its process group
-    when it runs over. Returns (returncode, negative for a signal; timed out; still exiting)."""
-    deadline = time.monotonic() + timeout
-    pidfd = None
-    with contextlib.suppress(AttributeError, OSError):
-        pidfd = os.pidfd_open(pid)
-    try:
-        watched = [done_fd] if pidfd is None else [done_fd, pidfd]
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                _kill_group(pid)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)  # in case it had not reached setsid
-                os.waitpid(pid, 0)
-                _kill_group(pid)
-                return None, True, False
-            readable, _, _ = select.select(watched, [], [], min(remaining, 0.05))
-            if done_fd in readable:
-                if os.read(done_fd, 1) == b"0":
-                    return 0, False, True
-                watched = [w for w in watched if w != done_fd]  # EOF: it is ending
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                _kill_group(pid)  # whatever the artifact left running
-                return os.waitstatus_to_exitcode(status), False, False
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
-
-
-def _reap(pids: list[int]) -> list[int]:
-    """The children of ``pids`` not yet ended; those that ended lose what they left running."""
-    running = []
-    for pid in pids:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            done = pid
-        if done:
-            _kill_group(pid)
-        else:
-            running.append(pid)
-    return running
-
-
-def _thread_count() -> int | None:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return None
-
-
-if __name__ == "__main__":
-    sys.exit(serve(sys.argv[1:]))

@@ -18,6 +18,7 @@ from .store_items import (
     STORE_SETTINGS_KEY,
     PersistReporter,
     RoundtripSaver,
+    StoredEntryItem,
     add_store_items,
     records_of,
     start_loader,
@@ -274,6 +275,13 @@ def pytest_collection_modifyitems(
     load_dir = config.stash[STORE_SETTINGS_KEY].load_dir
     if load_dir is not None:
         add_store_items(session, items, load_dir)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Tell a stored-entry item which item follows, so it can start that one's check."""
+    if isinstance(item, StoredEntryItem):
+        item.next_item = nextitem
 
 
 @pytest.hookimpl(tryfirst=True)

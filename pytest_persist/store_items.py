@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .isolated_load import DEFAULT_TIMEOUT, check_entry, store_preload
+from .isolated_load import DEFAULT_TIMEOUT, PendingCheck, start_check, store_preload
 from .loader import (
     DEFAULT_MAX_MEMORY,
     ISOLATIONS,
@@ -32,6 +32,8 @@ from .store import StoredEntry, StoreError, entry_dirs, entry_name, read_entry, 
 STORE_SETTINGS_KEY = pytest.StashKey["StoreSettings"]()
 #: The outcome of a stored-entry item, read by the report hooks.
 CHECK_OUTCOMES_KEY = pytest.StashKey[list[Outcome]]()
+#: A stored-entry item's check, started while the item before it ran.
+PENDING_CHECK_KEY = pytest.StashKey[PendingCheck]()
 #: Attribute of a ``TestReport`` that carries records (JSON-able, so it survives xdist).
 REPORT_ATTRIBUTE = "persist_records"
 COLLECTOR_NAME = "persist_load"
@@ -58,6 +60,8 @@ class StoreSettings:
     records: list[Record] = field(default_factory=list)
     #: The entries of ``load_dir`` as read at configure (or why one could not be read).
     entries: dict[Path, StoredEntry | StoreError] = field(default_factory=dict)
+    #: Checks started ahead of their item (discarded at session end if it never ran).
+    started_ahead: list[PendingCheck] = field(default_factory=list)
 
     def read(self, directory: Path) -> StoredEntry | StoreError:
         """The entry in ``directory`` (read once per session), or why it cannot be read."""
@@ -317,6 +321,8 @@ class StoredEntryItem(pytest.Item):
         self.directory = directory
         self.entry = entry
         self.error = error
+        #: The item pytest runs after this one (set by the plugin's runtest protocol hook).
+        self.next_item: pytest.Item | None = None
         if entry is not None:
             self.user_properties.append(("persist_entry", str(directory)))
 
@@ -324,7 +330,35 @@ class StoredEntryItem(pytest.Item):
         if self.error is not None or self.entry is None:
             raise PersistCheckFailed(f"invalid stored entry: {self.error}")
         settings: StoreSettings = self.config.stash[STORE_SETTINGS_KEY]
-        outcome = check_entry(
+        pending = self.stash.get(PENDING_CHECK_KEY, None)
+        if pending is None:
+            pending = self.start_check()
+        else:
+            del self.stash[PENDING_CHECK_KEY]  # a rerun checks again
+        following = self.next_item
+        if (
+            isinstance(following, StoredEntryItem)
+            and following.entry is not None
+            and PENDING_CHECK_KEY not in following.stash
+            and isinstance(default_loader(settings.isolation), ForkLoader)
+        ):
+            # The next entry's child loads while this process waits for and compares this one.
+            following.stash[PENDING_CHECK_KEY] = ahead = following.start_check()
+            settings.started_ahead.append(ahead)
+        outcome = pending.result()
+        self.stash.setdefault(CHECK_OUTCOMES_KEY, []).append(outcome)
+        if outcome.kind is OutcomeKind.UNAVAILABLE:
+            pytest.skip(f"{outcome.backend} backend unavailable here: {outcome.error}")
+        if outcome.failed:
+            warning = outcome.details.get("trust_warning")
+            shown = f"\n  {warning}" if warning else ""
+            raise PersistCheckFailed(outcome.message() + shown + _environments(outcome))
+
+    def start_check(self) -> PendingCheck:
+        """Verify this entry and hand its child to this process's loader."""
+        assert self.entry is not None
+        settings: StoreSettings = self.config.stash[STORE_SETTINGS_KEY]
+        return start_check(
             self.entry,
             registry=settings.registry,
             timeout=settings.timeout,
@@ -335,13 +369,6 @@ class StoredEntryItem(pytest.Item):
             max_memory=settings.max_memory,
             trust=settings.trust,
         )
-        self.stash.setdefault(CHECK_OUTCOMES_KEY, []).append(outcome)
-        if outcome.kind is OutcomeKind.UNAVAILABLE:
-            pytest.skip(f"{outcome.backend} backend unavailable here: {outcome.error}")
-        if outcome.failed:
-            warning = outcome.details.get("trust_warning")
-            shown = f"\n  {warning}" if warning else ""
-            raise PersistCheckFailed(outcome.message() + shown + _environments(outcome))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, PersistCheckFailed):
@@ -417,7 +444,9 @@ class PersistReporter:
         self.settings.records.extend(records_from_report(report))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        stop_default_loaders()
+        stop_default_loaders()  # also ends the children of checks started ahead in vain
+        for pending in self.settings.started_ahead:
+            pending.discard()
         if self.is_worker:
             return  # the xdist controller writes the reports
         from .report import write_json_report, write_markdown_report

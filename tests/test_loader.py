@@ -49,6 +49,8 @@ FAULTY = textwrap.dedent(
         def predict(self, X):
             if self.mode == "predict-abort" and getattr(self, "loaded_", False):
                 os.abort()
+            if self.mode == "drift" and getattr(self, "loaded_", False):
+                return np.asarray(X).sum(axis=1) + 1
             return np.asarray(X).sum(axis=1)
 
         def __setstate__(self, state):
@@ -83,6 +85,16 @@ FAULTY = textwrap.dedent(
                 }
                 with open(self.path, "a") as handle:
                     handle.write(json.dumps(seen) + "\\n")
+            if mode == "interval":  # when this child ran, to see two checks overlap
+                with open(self.path, "a") as handle:
+                    handle.write(json.dumps({"start": time.time()}) + "\\n")
+                time.sleep(3)
+                with open(self.path, "a") as handle:
+                    handle.write(json.dumps({"end": time.time()}) + "\\n")
+            if mode == "linger":  # says who it is, then takes its time
+                with open(self.path, "w") as handle:
+                    handle.write(str(os.getpid()))
+                time.sleep(3600)
             if mode == "environ":
                 with open("/proc/self/environ", "rb") as handle:
                     initial = handle.read().decode(errors="replace").split("\\0")
@@ -373,3 +385,71 @@ def test_the_servers_warm_up_starts_no_thread(tmp_path):
         loader.stop()
     assert ready["not_preloaded"] == {}
     assert ready["threads"] == int(cold.stdout.split()[-1])
+
+
+def test_the_next_check_runs_while_this_one_is_waited_for(run_suite, pytester, faulty):
+    """Each item hands the next item's artifact to the loader before it waits for its own, so
+    two children load at once (each forked from the untouched server, as the leak test shows)."""
+    seen = pytester.path / "intervals.jsonl"
+    faulty("a_first", "interval", str(seen))
+    faulty("b_second", "interval", str(seen))
+    run = run_suite("", "--persist-load=store")
+    assert run.result.ret == 0, run.text
+    events = [json.loads(line) for line in seen.read_text().splitlines()]
+    starts = sorted(e["start"] for e in events if "start" in e)
+    ends = sorted(e["end"] for e in events if "end" in e)
+    assert len(starts) == len(ends) == 2
+    assert starts[1] < ends[0]  # the second child started before the first one ended
+
+
+def test_a_check_started_ahead_in_vain_leaves_nothing_behind(
+    run_suite, pytester, faulty, monkeypatch
+):
+    """``-x`` stops after the first failure; the next artifact's child, already loading, is
+    killed with the loader and its working directory removed."""
+    pid_file = pytester.path / "lingering.pid"
+    faulty("a_drift", "drift")
+    faulty("b_linger", "linger", str(pid_file))
+    tmp = pytester.path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    run = run_suite("", "--persist-load=store", "-x", "--persist-load-timeout=600")
+    assert run.result.ret == 1, run.text
+    assert run.status("t.py::test_a_drift[pickle]") == "FAILED"
+    assert "t.py::test_b_linger[pickle]" not in run.statuses
+    pid = int(pid_file.read_text())  # it did start ahead...
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid)  # ...and did not outlive the session
+    assert not list(tmp.glob("pytest-persist-check-*"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_checks_in_flight_when_the_server_dies_end_and_the_next_one_passes(tmp_path, iris):
+    import os
+    import signal
+
+    from pytest_persist.isolated_load import start_check
+    from pytest_persist.outcome import OutcomeKind
+
+    X, y = iris
+    entry = store_model(tmp_path / "store", LogisticRegression(max_iter=300).fit(X, y), X, y)
+    loader = ForkLoader()
+    registry = BackendRegistry()
+    try:
+        first, second = (start_check(entry, registry=registry, loader=loader) for _ in "12")
+        os.kill(loader.wait_ready()["pid"], signal.SIGKILL)
+        for outcome in (first.result(), second.result()):
+            assert outcome.kind is OutcomeKind.PASSED or "the fork loader died" in outcome.error
+        again = start_check(entry, registry=registry, loader=loader).result()
+        assert again.kind is OutcomeKind.PASSED, again.message()
+    finally:
+        loader.stop()
