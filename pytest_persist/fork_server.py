@@ -7,9 +7,9 @@ while it waits for the current one); each has its own deadline, enforced here wi
 ``pidfd_open``/``select``, and a child that runs over loses its whole process group.
 
 For each request it writes ``{"started": pid, "id": ...}``, then, when the child has written its
-result (or ended, or timed out), ``{"id": ..., "pid": ..., "returncode": ..., "timed_out": ...}``,
-one line each on the protocol descriptor (a duplicate of its stdout). At EOF on stdin it stops,
-and kills the children still running.
+result (or ended, or timed out), ``{"id", "pid", "returncode", "timed_out", "seconds"}`` (how
+long the child ran), one line each on the protocol descriptor (a duplicate of its stdout). At
+EOF on stdin it stops, and kills the children still running.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class _Running:
 
     pid: int
     request_id: Any
+    started: float
     deadline: float
     done_fd: int | None  # None once it reached EOF (the child is ending)
     pidfd: int | None  # readable once the child has ended; None where unavailable
@@ -135,8 +136,14 @@ def serve(preload: list[str]) -> int:
                 returncode, timed_out, exiting = ended
                 child.close()
                 del running[child.pid]
-                message = {"id": child.request_id, "pid": child.pid, "returncode": returncode}
-                protocol.write(json.dumps({**message, "timed_out": timed_out}) + "\n")
+                message = {
+                    "id": child.request_id,
+                    "pid": child.pid,
+                    "returncode": returncode,
+                    "timed_out": timed_out,
+                    "seconds": round(now - child.started, 4),
+                }
+                protocol.write(json.dumps(message) + "\n")
                 if exiting:
                     finishing.append(child.pid)
             finishing = _reap(finishing)
@@ -167,8 +174,9 @@ def _start(
     pidfd = None
     with contextlib.suppress(AttributeError, OSError):
         pidfd = os.pidfd_open(pid)
-    deadline = time.monotonic() + float(request["timeout"])
-    running[pid] = _Running(pid, request.get("id"), deadline, done_fd, pidfd)
+    started = time.monotonic()
+    deadline = started + float(request["timeout"])
+    running[pid] = _Running(pid, request.get("id"), started, deadline, done_fd, pidfd)
     protocol.write(json.dumps({"started": pid, "id": request.get("id")}) + "\n")
     return _fork_spare(protocol.fileno())
 

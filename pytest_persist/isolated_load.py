@@ -256,7 +256,9 @@ class PendingCheck:
         outcome, entry, limits, timeout = self.outcome, self.entry, self.limits, self.timeout
         workdir = self.workdir
         assert entry is not None and workdir is not None
-        outcome.details["child_seconds"] = round(time.perf_counter() - self.started, 4)
+        # How long the child ran (a check started ahead also waited for the one before it).
+        waited = round(time.perf_counter() - self.started, 4)
+        outcome.details["child_seconds"] = waited if ended.seconds is None else ended.seconds
         outcome.details["isolation"] = ended.isolation
         if ended.note:
             outcome.details["isolation_note"] = ended.note

@@ -322,6 +322,7 @@ class ChildExit:
     timed_out: bool
     isolation: str
     note: str = ""  # why this check did not run where it was asked to
+    seconds: float | None = None  # how long the child ran (None: not known)
 
 
 @dataclass
@@ -609,7 +610,12 @@ class ForkLoader:
         if "started" in message:
             owner.pid, owner.started_at = message["started"], time.monotonic()
         else:
-            owner.exit = ChildExit(message["returncode"], message["timed_out"], self.isolation)
+            owner.exit = ChildExit(
+                message["returncode"],
+                message["timed_out"],
+                self.isolation,
+                seconds=message.get("seconds"),
+            )
 
     # -- protocol
 

@@ -198,6 +198,8 @@ def test_faults_are_contained_each_to_its_artifact(run_suite, pytester, faulty, 
     assert "Fatal Python error: Segmentation fault" in segfault["stderr"]  # faulthandler
     assert "__setstate__" in segfault["stderr"]  # ...with the Python stack
     assert {r["details"]["isolation"] for r in records.values()} == {isolation}
+    # the hog's child was started while the hang's ran; its time is its own, not their sum
+    assert records["t.py::test_e_hog"]["details"]["child_seconds"] < timeout
     assert elapsed < timeout + 300  # the hang cost its timeout, not an hour
     if isolation == "process":
         assert "isolation: 7 in one interpreter each (--persist-load-isolation=process)" in run.text
