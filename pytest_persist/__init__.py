@@ -1,13 +1,36 @@
-"""pytest-persist: prove that a fitted model survives being saved, shipped and loaded."""
+"""pytest-persist: prove that a fitted model survives being saved, shipped and loaded.
+
+The names below are imported on first use (PEP 562): pytest imports this package for every
+run of every suite where the plugin is installed, and their modules import numpy.
+"""
 
 from __future__ import annotations
 
-from .backends import Backend, BackendCall, BackendRegistry, UnsupportedEstimator
-from .checks import parametrize_with_persistence, persistence_checks
-from .outcome import Difference, Outcome, OutcomeKind
-from .roundtrip import PersistUsageError, RoundtripConfig, check_persistence
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .backends import Backend, BackendCall, BackendRegistry, UnsupportedEstimator
+    from .checks import parametrize_with_persistence, persistence_checks
+    from .outcome import Difference, Outcome, OutcomeKind
+    from .roundtrip import PersistUsageError, RoundtripConfig, check_persistence
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Backend": "backends",
+    "BackendCall": "backends",
+    "BackendRegistry": "backends",
+    "UnsupportedEstimator": "backends",
+    "parametrize_with_persistence": "checks",
+    "persistence_checks": "checks",
+    "Difference": "outcome",
+    "Outcome": "outcome",
+    "OutcomeKind": "outcome",
+    "PersistUsageError": "roundtrip",
+    "RoundtripConfig": "roundtrip",
+    "check_persistence": "roundtrip",
+}
 
 __all__ = [
     "Backend",
@@ -24,3 +47,15 @@ __all__ = [
     "parametrize_with_persistence",
     "persistence_checks",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -2,9 +2,11 @@
 
 It imports the modules named on its command line once, runs the warm-ups of
 ``loader.WARM_UP``, then reads one JSON request per line on stdin and forks one isolated child
-per request. Several children may run at once (the client sends the next artifact's request
-while it waits for the current one); each has its own deadline, enforced here with
-``pidfd_open``/``select``, and a child that runs over loses its whole process group.
+per request; a line ``{"import": [...]}`` imports more modules first (what the client learnt
+after starting it), answered by ``{"imported": [...], "not_imported": {...}}``. Several
+children may run at once (the client sends the next artifact's request while it waits for the
+current one); each has its own deadline, enforced here with ``pidfd_open``/``select``, and a
+child that runs over loses its whole process group.
 
 For each request it writes ``{"started": pid, "id": ...}``, then, when the child has written its
 result (or ended, or timed out), ``{"id", "pid", "returncode", "timed_out", "seconds"}`` (how
@@ -126,8 +128,13 @@ def serve(preload: list[str]) -> int:
                 pending += chunk
                 while b"\n" in pending:
                     line, _, pending = pending.partition(b"\n")
-                    if line.strip():
-                        spare = _start(line, spare, running, protocol)
+                    if not line.strip():
+                        continue
+                    request = json.loads(line)
+                    if "import" in request:
+                        spare = _import_more(request["import"], spare, protocol)
+                    else:
+                        spare = _start(request, line, spare, running, protocol)
             now = time.monotonic()
             for child in list(running.values()):
                 ended = child.poll(readable, now)
@@ -162,11 +169,39 @@ def serve(preload: list[str]) -> int:
             kill_group(child_pid)
 
 
-def _start(
-    line: bytes, spare: tuple[int, int, int], running: dict[int, _Running], protocol: TextIO
+def _import_more(
+    modules: list[str], spare: tuple[int, int, int], protocol: TextIO
 ) -> tuple[int, int, int]:
-    """Hand the request ``line`` to the spare child; return the next spare."""
-    request = json.loads(line)
+    """Import ``modules`` (the backends of the store, known after start), then replace the
+    spare, forked without them."""
+    import gc
+    import importlib
+
+    failed = {}
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # an optional library that is not installed
+            failed[name] = f"{type(exc).__name__}: {exc}"
+    gc.collect()
+    gc.freeze()
+    pid, request_fd, done_fd = spare
+    os.close(request_fd)  # EOF: the old spare exits without doing anything
+    os.close(done_fd)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+    protocol.write(json.dumps({"imported": modules, "not_imported": failed}) + "\n")
+    return _fork_spare(protocol.fileno())
+
+
+def _start(
+    request: dict[str, Any],
+    line: bytes,
+    spare: tuple[int, int, int],
+    running: dict[int, _Running],
+    protocol: TextIO,
+) -> tuple[int, int, int]:
+    """Hand ``request`` (its JSON ``line``) to the spare child; return the next spare."""
     pid, request_fd, done_fd = spare
     with contextlib.suppress(OSError):  # a spare that died: its status says how
         os.write(request_fd, line + b"\n")

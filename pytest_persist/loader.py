@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -477,6 +478,20 @@ class ForkLoader:
                 env=env,
                 cwd=self._logdir.name,
             )
+
+    def also_import(self, modules: Iterable[str]) -> None:
+        """Have the server import ``modules`` too, before any check sent after this call (and
+        a restarted server with its preload)."""
+        new = [name for name in modules if name not in self.preload]
+        if not new:
+            return
+        self.preload = (*self.preload, *new)
+        process = self._process
+        if process is None or process.poll() is not None or process.stdin is None:
+            return  # a server started later imports them with its preload
+        with contextlib.suppress(OSError):  # a server that died is restarted with them
+            process.stdin.write((json.dumps({"import": new}) + "\n").encode())
+            process.stdin.flush()
 
     def stop(self) -> None:
         process = self._process

@@ -1,18 +1,18 @@
-"""pytest hooks and thin fixtures; the logic lives in the pytest-free modules."""
+"""pytest hooks and thin fixtures; the logic lives in the pytest-free modules.
+
+pytest imports this module for every run wherever the plugin is installed, so it imports
+nothing that imports numpy: the round-trip modules are imported by the hooks that use them,
+after ``pytest_configure`` has started the fork loader for ``--persist-load``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import hookspecs
-from .backends import BackendRegistry
-from .checks import recorded_checks
 from .outcome import Outcome
-from .roundtrip import PersistUsageError
-from .runner import PendingCheck, PersistRoundtrip, SessionSettings, persistence_params
-from .settings import KEYWORDS, build_request, parse_name_list
 from .store_items import (
     REPORT_ATTRIBUTE,
     STORE_SETTINGS_KEY,
@@ -20,13 +20,17 @@ from .store_items import (
     RoundtripSaver,
     StoredEntryItem,
     add_store_items,
+    preload_store_backends,
     records_of,
     start_loader,
     store_settings,
 )
 
+if TYPE_CHECKING:
+    from .runner import PersistRoundtrip
+
 MARKER = "persist_roundtrip"
-SETTINGS_KEY = pytest.StashKey[SessionSettings]()
+SETTINGS_KEY = pytest.StashKey["SessionSettings"]()
 OUTCOMES_KEY = pytest.StashKey[list[Outcome]]()
 EXTRA_KEY = pytest.StashKey[dict[str, Any]]()
 
@@ -146,6 +150,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    start_loader(config)  # first: it imports scikit-learn while this process goes on
+    from .backends import BackendRegistry
+    from .runner import SessionSettings
+    from .settings import KEYWORDS, parse_name_list
+
     config.addinivalue_line(
         "markers",
         f"{MARKER}({', '.join(f'{k}=...' for k in KEYWORDS)}): run the test once per "
@@ -168,7 +177,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STORE_SETTINGS_KEY] = store_settings(
         config, registry, config.stash[SETTINGS_KEY].defaults
     )
-    start_loader(config)  # it imports scikit-learn while pytest collects
+    preload_store_backends(config)
     config.pluginmanager.register(PersistReporter(config), "pytest-persist-reporter")
     if "onnx" in registry and registry["onnx"].is_available():
         from .backends.onnx_runtime import register_onnx_converter
@@ -178,6 +187,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _session_defaults(config: pytest.Config) -> dict[str, Any]:
     """Marker keywords whose defaults the command line or ini set for the whole session."""
+    from .roundtrip import PersistUsageError
+    from .settings import build_request, parse_name_list
+
     defaults: dict[str, Any] = {}
     trusted = config.getoption("persist_trusted") or config.getini("persist_trusted")
     if trusted:
@@ -201,6 +213,10 @@ def _session_defaults(config: pytest.Config) -> dict[str, Any]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    from .checks import recorded_checks
+    from .runner import persistence_params
+    from .settings import build_request
+
     checks = recorded_checks(metafunc.function, metafunc.cls)
     if checks is not None:  # @parametrize_with_persistence(...): (estimator, check) items
         where = f"parametrize_with_persistence on {metafunc.definition.nodeid}"
@@ -242,6 +258,9 @@ class UsageProblem(str):
 
 
 def _marker_problem(metafunc: pytest.Metafunc, marker: pytest.Mark, where: str) -> str | None:
+    from .roundtrip import PersistUsageError
+    from .settings import build_request
+
     if marker.args:
         return UsageProblem(f"{where}: takes keyword arguments only, got {marker.args!r}")
     settings = metafunc.config.stash[SETTINGS_KEY]
@@ -287,6 +306,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> None:
     """Bind a ``parametrize_with_persistence`` check to its item (outcomes, --persist-save)."""
+    from .runner import PendingCheck
+
     pending = getattr(pyfuncitem, "funcargs", {}).get("check")
     if isinstance(pending, PendingCheck):
         store = pyfuncitem.config.stash[STORE_SETTINGS_KEY]
@@ -328,6 +349,8 @@ def persist_roundtrip(
     request: pytest.FixtureRequest, persist_backend: str | None, tmp_path: Any
 ) -> PersistRoundtrip:
     """Callable ``persist_roundtrip(estimator, X, y=None, **keywords)``; see the README."""
+    from .runner import PersistRoundtrip
+
     if isinstance(persist_backend, UsageProblem):
         pytest.fail(f"pytest-persist usage error: {persist_backend}", pytrace=False)
     marker = request.node.get_closest_marker(MARKER)

@@ -17,6 +17,7 @@ import pytest
 
 from .isolated_load import DEFAULT_TIMEOUT, PendingCheck, start_check, store_preload
 from .loader import (
+    BASE_PRELOAD,
     DEFAULT_MAX_MEMORY,
     ISOLATIONS,
     ForkLoader,
@@ -239,22 +240,50 @@ class RoundtripSaver:
 
 
 def start_loader(config: pytest.Config) -> None:
-    """Start this process's fork loader at configure when it will check stored entries, so
-    that it imports scikit-learn while pytest collects; it imports the store's backends only.
+    """Start this process's fork loader first thing at configure when ``--persist-load`` has
+    entries to check, so that it imports numpy, scipy and scikit-learn while this process
+    builds its settings and collects (:func:`preload_store_backends` adds the backends).
 
-    Not on the xdist controller (each worker starts its own) nor for ``--collect-only``.
+    Not on the xdist controller (each worker starts its own), not for ``--collect-only``, and
+    not when the options are wrong (``store_settings`` says so next).
     """
+    load = config.getoption("persist_load")
+    isolation = (
+        config.getoption("persist_load_isolation")
+        or config.getini("persist_load_isolation")
+        or "fork"
+    )
+    if not load or _no_loader_here(config) or isolation not in ISOLATIONS:
+        return
+    try:
+        if not entry_dirs(Path(load).resolve()):
+            return
+    except StoreError:
+        return
+    loader = default_loader(isolation)
+    if isinstance(loader, ForkLoader):
+        loader.start(preload=BASE_PRELOAD)
+
+
+def preload_store_backends(config: pytest.Config) -> None:
+    """Have the fork loader also import what the store's backends load with (skops.io alone
+    takes 0.3-0.9 s, so a server imports only those its entries use); the entries read here
+    are kept for the collector."""
     settings: StoreSettings = config.stash[STORE_SETTINGS_KEY]
-    controller = not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") != "no"
-    if settings.load_dir is None or config.option.collectonly or controller:
+    if settings.load_dir is None or _no_loader_here(config):
         return
     loader = default_loader(settings.isolation)
     if not isinstance(loader, ForkLoader):
         return
     entries = [settings.read(directory) for directory in entry_dirs(settings.load_dir)]
     readable = [entry for entry in entries if isinstance(entry, StoredEntry)]
-    if readable:
-        loader.start(preload=store_preload(readable, settings.registry))
+    loader.also_import(store_preload(readable, settings.registry))
+
+
+def _no_loader_here(config: pytest.Config) -> bool:
+    """``--collect-only``, or the xdist controller (``xdist.is_xdist_controller``'s test)."""
+    controller = not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") != "no"
+    return bool(config.option.collectonly) or controller
 
 
 def add_store_items(session: pytest.Session, items: list[pytest.Item], load_dir: Path) -> None:
