@@ -91,6 +91,10 @@ FAULTY = textwrap.dedent(
                 time.sleep(3)
                 with open(self.path, "a") as handle:
                     handle.write(json.dumps({"end": time.time()}) + "\\n")
+            if mode == "modules":  # which backend libraries the server had imported
+                with open(self.path, "w") as handle:
+                    names = ("skops.io", "onnxruntime")
+                    json.dump({name: name in sys.modules for name in names}, handle)
             if mode == "linger":  # says who it is, then takes its time
                 with open(self.path, "w") as handle:
                     handle.write(str(os.getpid()))
@@ -368,6 +372,23 @@ def test_a_server_for_a_store_imports_only_the_backends_it_uses(tmp_path, iris):
     assert not {"joblib", "cloudpickle", "onnxruntime"} & set(preload)
     # nothing the entries name is imported before their signatures are checked
     assert "sklearn.linear_model._logistic" not in preload
+
+
+@pytest.mark.parametrize("with_skops", [True, False])
+def test_the_server_imports_the_backends_the_store_uses(
+    run_suite, pytester, faulty, iris, with_skops
+):
+    """The server starts at configure with numpy, scipy and scikit-learn, then imports what the
+    store's backends load with; a pickled artifact sees in ``sys.modules`` what it had."""
+    seen = pytester.path / "modules.json"
+    faulty("a_modules", "modules", str(seen))
+    if with_skops:
+        X, y = iris
+        model = LogisticRegression(max_iter=300).fit(X, y)
+        store_model(pytester.path / "store", model, X, y, backend="skops", test_id="t.py::test_b")
+    run = run_suite("", "--persist-load=store", "--persist-trusted=numpy.dtype")
+    assert run.result.ret == 0, run.text
+    assert json.loads(seen.read_text()) == {"skops.io": with_skops, "onnxruntime": False}
 
 
 def test_the_servers_warm_up_starts_no_thread(tmp_path):
