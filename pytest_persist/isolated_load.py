@@ -29,8 +29,9 @@ from typing import Any
 
 from .hints import load_error_hint
 from .loader import (
-    BASE_PRELOAD,
+    CORE_PRELOAD,
     DEFAULT_MAX_MEMORY,
+    SKLEARN_SUBPACKAGES,
     ChildExit,
     Limits,
     Loader,
@@ -331,11 +332,25 @@ class PendingCheck:
 
 
 def store_preload(entries: Iterable[StoredEntry], registry: Any) -> tuple[str, ...]:
-    """What a fork loader checking ``entries`` imports once: numpy, scipy, scikit-learn and
-    the child's own modules, plus, for each backend the entries use, its module and what its
-    ``load`` imports. Backends the store does not use are not imported. Nothing an entry names
-    is imported before its signature is checked, so an estimator's own module is not."""
-    modules = dict.fromkeys(BASE_PRELOAD)
+    """What a fork loader checking ``entries`` imports once: numpy, scipy, scikit-learn's
+    core and the child's own modules; the scikit-learn subpackages the entries' estimators
+    (and the estimators nested in them) live in, all of them for an entry that does not say;
+    and, for each backend the entries use, its module and what its ``load`` imports.
+
+    Nothing else an entry names is imported before its signature is checked: of its recorded
+    modules only the name of a scikit-learn subpackage counts, and an estimator's own module is
+    not imported."""
+    modules = dict.fromkeys(CORE_PRELOAD)
+    known = set(SKLEARN_SUBPACKAGES)
+    for entry in entries:
+        recorded = entry.estimator_modules
+        if recorded is None:  # saved before the modules were recorded
+            modules.update(dict.fromkeys(SKLEARN_SUBPACKAGES))
+            continue
+        for name in recorded:
+            subpackage = ".".join(name.split(".")[:2])
+            if subpackage in known:
+                modules[subpackage] = None
     for backend_name in dict.fromkeys(entry.backend for entry in entries):
         if backend_name in registry:
             backend = registry[backend_name]

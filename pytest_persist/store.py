@@ -237,7 +237,25 @@ def _describe_estimator(estimator: Any) -> dict[str, Any]:
             description["params_error"] = f"{type(exc).__name__}: {exc}"
         else:
             description["params"] = {str(k): _short_repr(v) for k, v in params.items()}
+    description["modules"] = _estimator_modules(estimator)
     return description
+
+
+def _estimator_modules(estimator: Any) -> list[str]:
+    """The modules of the estimator's class and of every estimator among its parameters
+    (a pipeline's steps, a meta-estimator's base): what loading it will import, which a warm
+    loader can import once for the whole store."""
+    modules = {type(estimator).__module__}
+    get_params = getattr(estimator, "get_params", None)
+    if callable(get_params):
+        try:
+            params = get_params(deep=True)
+        except Exception:  # described as params_error above
+            params = {}
+        modules.update(
+            type(value).__module__ for value in params.values() if hasattr(value, "get_params")
+        )
+    return sorted(modules)
 
 
 def _short_repr(value: Any) -> str:
@@ -339,6 +357,11 @@ class StoredEntry:
     @property
     def params(self) -> dict[str, str]:
         return self.manifest["estimator"]["params"]
+
+    @property
+    def estimator_modules(self) -> list[str] | None:
+        """The modules of the estimator and its nested estimators (None: not recorded)."""
+        return self.manifest["estimator"].get("modules")
 
     @property
     def environment(self) -> dict[str, str]:
@@ -604,6 +627,9 @@ def _validate(manifest: Any, path: Path) -> None:
             raise fail(f"'estimator.{key}' must be a string")
     if not isinstance(estimator.get("params"), dict):
         raise fail("'estimator.params' must be an object")
+    modules = estimator.get("modules", [])  # absent from entries saved before it was recorded
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        raise fail("'estimator.modules' must be a list of strings")
     if not all(isinstance(m, str) for m in manifest["methods"]):
         raise fail("'methods' must be a list of strings")
     if not all(isinstance(v, str) for v in manifest["environment"].values()):

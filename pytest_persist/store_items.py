@@ -17,7 +17,7 @@ import pytest
 
 from .isolated_load import DEFAULT_TIMEOUT, PendingCheck, start_check, store_preload
 from .loader import (
-    BASE_PRELOAD,
+    CORE_PRELOAD,
     DEFAULT_MAX_MEMORY,
     ISOLATIONS,
     ForkLoader,
@@ -242,7 +242,8 @@ class RoundtripSaver:
 def start_loader(config: pytest.Config) -> None:
     """Start this process's fork loader first thing at configure when ``--persist-load`` has
     entries to check, so that it imports numpy, scipy and scikit-learn while this process
-    builds its settings and collects (:func:`preload_store_backends` adds the backends).
+    builds its settings and collects (:func:`preload_store_backends` adds what the store
+    needs: scikit-learn subpackages and backends).
 
     Not on the xdist controller (each worker starts its own), not for ``--collect-only``, and
     not when the options are wrong (``store_settings`` says so next).
@@ -262,13 +263,13 @@ def start_loader(config: pytest.Config) -> None:
         return
     loader = default_loader(isolation)
     if isinstance(loader, ForkLoader):
-        loader.start(preload=BASE_PRELOAD)
+        loader.start(preload=CORE_PRELOAD)
 
 
 def preload_store_backends(config: pytest.Config) -> None:
-    """Have the fork loader also import what the store's backends load with (skops.io alone
-    takes 0.3-0.9 s, so a server imports only those its entries use); the entries read here
-    are kept for the collector."""
+    """Have the fork loader also import the scikit-learn subpackages and the backends the
+    store's entries use (``isolated_load.store_preload``: skops.io alone takes 0.3-0.9 s to
+    import, every subpackage 0.3 s); the entries read here are kept for the collector."""
     settings: StoreSettings = config.stash[STORE_SETTINGS_KEY]
     if settings.load_dir is None or _no_loader_here(config):
         return

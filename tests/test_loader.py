@@ -14,6 +14,8 @@ import pytest
 from sklearn.datasets import load_iris, make_classification
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from store_helpers import store_model
 
@@ -21,7 +23,9 @@ from pytest_persist.backends import BackendRegistry
 from pytest_persist.isolated_load import store_preload
 from pytest_persist.loader import (
     BASE_PRELOAD,
+    CORE_PRELOAD,
     DEFAULT_MAX_MEMORY,
+    SKLEARN_SUBPACKAGES,
     ForkLoader,
     clean_environment,
     format_size,
@@ -359,19 +363,30 @@ def test_clean_environment_keeps_what_libraries_need():
     }
 
 
-def test_a_server_for_a_store_imports_only_the_backends_it_uses(tmp_path, iris):
+def test_a_server_for_a_store_imports_what_its_entries_use(tmp_path, iris):
     X, y = iris
-    model = LogisticRegression(max_iter=300).fit(X, y)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)).fit(X, y)
     entries = [
         store_model(tmp_path / "store", model, X, y, backend=name, test_id=f"t.py::test_{name}")
         for name in ("pickle", "skops")
     ]
+    assert entries[0].estimator_modules == [
+        "sklearn.linear_model._logistic",
+        "sklearn.pipeline",
+        "sklearn.preprocessing._data",
+    ]
     preload = store_preload(entries, BackendRegistry())
-    assert set(BASE_PRELOAD) <= set(preload)
+    assert set(CORE_PRELOAD) <= set(preload)
+    # the subpackages of the pipeline and of its steps, and no other
+    assert {"sklearn.pipeline", "sklearn.preprocessing", "sklearn.linear_model"} <= set(preload)
+    assert not {"sklearn.ensemble", "sklearn.svm", "sklearn.manifold"} & set(preload)
     assert "skops.io" in preload and "pytest_persist.backends.skops_io" in preload
     assert not {"joblib", "cloudpickle", "onnxruntime"} & set(preload)
     # nothing the entries name is imported before their signatures are checked
     assert "sklearn.linear_model._logistic" not in preload
+    # an entry saved before the modules were recorded: every subpackage
+    entries[0].manifest["estimator"].pop("modules")
+    assert set(SKLEARN_SUBPACKAGES) <= set(store_preload(entries, BackendRegistry()))
 
 
 @pytest.mark.parametrize("with_skops", [True, False])
