@@ -120,6 +120,9 @@ SKLEARN_SUBPACKAGES = (
     "sklearn.kernel_ridge",
     "sklearn.random_projection",
     "sklearn.semi_supervised",
+    "sklearn.dummy",
+    "sklearn.model_selection",  # the search estimators (GridSearchCV...)
+    "sklearn.frozen",  # scikit-learn >= 1.6
 )
 #: What a server imports when it does not know its store: no child imports any of it again.
 BASE_PRELOAD = CORE_PRELOAD + SKLEARN_SUBPACKAGES
