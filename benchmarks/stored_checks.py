@@ -9,7 +9,8 @@ in one run, each in a fresh process:
 (b) ``pytest --persist-load=STORE`` with the fork loader (the default), wall time;
 (c) the same with ``--persist-load-isolation=process`` (one interpreter per artifact).
 
-It prints the ratios (b)/(a) and (c)/(a), and the per-artifact cost beyond the load itself:
+It prints the ratios (b)/(a) (of the medians, and the median of the ratio within each
+repetition) and (c)/(a), and the per-artifact cost beyond the load itself:
 each stored check's time in pytest (junit XML: setup + call + teardown) minus the same
 artifact's load + calls in (a), median over the artifacts. With the fork loader the next
 artifact's child loads while an item waits for its own, so an item's time is what the run
@@ -252,8 +253,12 @@ def main() -> None:
             )
         a, b = statistics.median(hand_walls), statistics.median(fork_walls)
         loads = sorted(hand_times.values())
+        # (a) and (b) run back to back in each repetition: the ratio within a repetition is
+        # the steadier figure when the machine's speed drifts between repetitions.
+        paired = statistics.median(f / h for f, h in zip(fork_walls, hand_walls, strict=True))
         print(f"(a) hand loop, one interpreter:      {a:7.2f} s (median of {options.reps})")
         print(f"(b) pytest --persist-load, fork:     {b:7.2f} s  = {b / a:.2f}x (a)")
+        print(f"    (b)/(a) within each repetition:  median {paired:.2f}x")
         if not options.skip_process:
             sample, n = store, count
             if options.process_sample:
