@@ -86,14 +86,7 @@ def serve(preload: list[str]) -> int:
     os.dup2(2, 1)  # whatever an import prints goes to the log, not into the protocol
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it
     started = time.perf_counter()
-    failed = {}
-    import importlib
-
-    for name in preload:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # an optional library that is not installed
-            failed[name] = f"{type(exc).__name__}: {exc}"
+    failed = _import_all(preload)
     _warm_up()
     ready = {
         "ready": True,
@@ -175,14 +168,8 @@ def _import_more(
     """Import ``modules`` (the backends of the store, known after start), then replace the
     spare, forked without them."""
     import gc
-    import importlib
 
-    failed = {}
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # an optional library that is not installed
-            failed[name] = f"{type(exc).__name__}: {exc}"
+    failed = _import_all(modules)
     gc.collect()
     gc.freeze()
     pid, request_fd, done_fd = spare
@@ -214,6 +201,20 @@ def _start(
     running[pid] = _Running(pid, request.get("id"), started, deadline, done_fd, pidfd)
     protocol.write(json.dumps({"started": pid, "id": request.get("id")}) + "\n")
     return _fork_spare(protocol.fileno())
+
+
+def _import_all(modules: list[str]) -> dict[str, str]:
+    """Import ``modules``; return why each one that failed did (an optional library that is
+    not installed is left out)."""
+    import importlib
+
+    failed = {}
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:
+            failed[name] = f"{type(exc).__name__}: {exc}"
+    return failed
 
 
 def _warm_up() -> None:

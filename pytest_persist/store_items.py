@@ -98,11 +98,7 @@ def store_settings(
         timeout = float(timeout or config.getini("persist_load_timeout") or 120)
     except ValueError:
         raise pytest.UsageError("persist_load_timeout must be a number of seconds") from None
-    isolation = (
-        config.getoption("persist_load_isolation")
-        or config.getini("persist_load_isolation")
-        or "fork"
-    )
+    isolation = _isolation_option(config)
     if isolation not in ISOLATIONS:
         raise pytest.UsageError(
             f"persist_load_isolation = {isolation!r}: choose {' or '.join(ISOLATIONS)}"
@@ -249,11 +245,7 @@ def start_loader(config: pytest.Config) -> None:
     not when the options are wrong (``store_settings`` says so next).
     """
     load = config.getoption("persist_load")
-    isolation = (
-        config.getoption("persist_load_isolation")
-        or config.getini("persist_load_isolation")
-        or "fork"
-    )
+    isolation = _isolation_option(config)
     if not load or _no_loader_here(config) or isolation not in ISOLATIONS:
         return
     try:
@@ -269,7 +261,8 @@ def start_loader(config: pytest.Config) -> None:
 def preload_store_backends(config: pytest.Config) -> None:
     """Have the fork loader also import the scikit-learn subpackages and the backends the
     store's entries use (``isolated_load.store_preload``: skops.io alone takes 0.3-0.9 s to
-    import, every subpackage 0.3 s); the entries read here are kept for the collector."""
+    import, all the subpackages together 0.3 s); the entries read here are kept for the
+    collector."""
     settings: StoreSettings = config.stash[STORE_SETTINGS_KEY]
     if settings.load_dir is None or _no_loader_here(config):
         return
@@ -279,6 +272,15 @@ def preload_store_backends(config: pytest.Config) -> None:
     entries = [settings.read(directory) for directory in entry_dirs(settings.load_dir)]
     readable = [entry for entry in entries if isinstance(entry, StoredEntry)]
     loader.also_import(store_preload(readable, settings.registry))
+
+
+def _isolation_option(config: pytest.Config) -> str:
+    """``--persist-load-isolation`` (the command line wins over the ini; default ``fork``)."""
+    return (
+        config.getoption("persist_load_isolation")
+        or config.getini("persist_load_isolation")
+        or "fork"
+    )
 
 
 def _no_loader_here(config: pytest.Config) -> bool:

@@ -207,6 +207,7 @@ def test_newer_format_names_the_file_and_versions(fitted, tmp_path):
         (lambda m: m.update(untrusted_types="numpy.round"), "untrusted_types"),
         (lambda m: m["files"].update({"../x": m["files"]["data.npz"]}), "outside the entry"),
         (lambda m: m["estimator"].pop("class"), "estimator.class"),
+        (lambda m: m["estimator"].update(modules="sklearn.svm"), "estimator.modules"),
     ],
 )
 def test_hand_edited_entry_is_a_clear_error(change, fragment, fitted, tmp_path):

@@ -34,8 +34,9 @@ class BackendCall:
 class Backend:
     """A way to persist an estimator to a file and load it back.
 
-    Subclasses set ``name``, ``modules`` (importable names the backend needs) and
-    ``install_hint``, and implement ``dump`` and ``load``. Every backend writes a file, so
+    Subclasses set ``name``, ``modules`` (importable names the backend needs), optionally
+    ``load_modules`` (what ``load`` imports, if not all of ``modules``: the fork loader imports
+    those once) and ``install_hint``, and implement ``dump`` and ``load``. Every backend writes a file, so
     artifact size, checksum and cross-environment storage work the same for all of them.
     """
 
