@@ -36,8 +36,9 @@ class Backend:
 
     Subclasses set ``name``, ``modules`` (importable names the backend needs), optionally
     ``load_modules`` (what ``load`` imports, if not all of ``modules``: the fork loader imports
-    those once) and ``install_hint``, and implement ``dump`` and ``load``. Every backend writes a file, so
-    artifact size, checksum and cross-environment storage work the same for all of them.
+    those once) and ``install_hint``, and implement ``dump`` and ``load``. Every backend
+    writes a file, so artifact size, checksum and cross-environment storage work the same for
+    all of them.
     """
 
     name: ClassVar[str]
