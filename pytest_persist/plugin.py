@@ -149,8 +149,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("persist_trust_keys", "key files whose signatures are trusted", "paths")
 
 
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    # The earliest hook with the command line parsed: the fork loader imports scikit-learn
+    # while conftests load and the session configures (0.1 s sooner than at configure).
+    start_loader(early_config, early_config.known_args_namespace)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    start_loader(config)  # first: it imports scikit-learn while this process goes on
+    start_loader(config)  # if the early start could not tell (an xdist worker, a conftest)
     from .backends import BackendRegistry
     from .runner import SessionSettings
     from .settings import KEYWORDS, parse_name_list

@@ -7,6 +7,7 @@ module only turns their results into pytest results.
 
 from __future__ import annotations
 
+import argparse
 import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -235,18 +236,22 @@ class RoundtripSaver:
 # checking
 
 
-def start_loader(config: pytest.Config) -> None:
-    """Start this process's fork loader first thing at configure when ``--persist-load`` has
+def start_loader(config: pytest.Config, options: argparse.Namespace | None = None) -> None:
+    """Start this process's fork loader as early as possible when ``--persist-load`` has
     entries to check, so that it imports numpy, scipy and scikit-learn while this process
-    builds its settings and collects (:func:`preload_store_backends` adds what the store
-    needs: scikit-learn subpackages and backends).
+    loads its conftests, builds its settings and collects (:func:`preload_store_backends`
+    adds what the store needs: scikit-learn subpackages and backends). ``options`` are the
+    parsed options, default ``config.option``; ``pytest_load_initial_conftests`` passes the
+    early ones, and configure calls this again (a started loader is left as it is).
 
-    Not on the xdist controller (each worker starts its own), not for ``--collect-only``, and
-    not when the options are wrong (``store_settings`` says so next).
+    Not on the xdist controller (each worker starts its own; a worker looks like one before
+    configure, so it starts there), not for ``--collect-only``, and not when the options are
+    wrong (``store_settings`` says so next).
     """
-    load = config.getoption("persist_load")
-    isolation = _isolation_option(config)
-    if not load or _no_loader_here(config) or isolation not in ISOLATIONS:
+    options = config.option if options is None else options
+    load = getattr(options, "persist_load", None)
+    isolation = _isolation_option(config, options)
+    if not load or _no_loader_here(config, options) or isolation not in ISOLATIONS:
         return
     try:
         if not entry_dirs(Path(load).resolve()):
@@ -274,19 +279,21 @@ def preload_store_backends(config: pytest.Config) -> None:
     loader.also_import(store_preload(readable, settings.registry))
 
 
-def _isolation_option(config: pytest.Config) -> str:
+def _isolation_option(config: pytest.Config, options: argparse.Namespace | None = None) -> str:
     """``--persist-load-isolation`` (the command line wins over the ini; default ``fork``)."""
+    options = config.option if options is None else options
     return (
-        config.getoption("persist_load_isolation")
+        getattr(options, "persist_load_isolation", None)
         or config.getini("persist_load_isolation")
         or "fork"
     )
 
 
-def _no_loader_here(config: pytest.Config) -> bool:
+def _no_loader_here(config: pytest.Config, options: argparse.Namespace | None = None) -> bool:
     """``--collect-only``, or the xdist controller (``xdist.is_xdist_controller``'s test)."""
-    controller = not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") != "no"
-    return bool(config.option.collectonly) or controller
+    options = config.option if options is None else options
+    controller = not hasattr(config, "workerinput") and getattr(options, "dist", "no") != "no"
+    return bool(getattr(options, "collectonly", False)) or controller
 
 
 def add_store_items(session: pytest.Session, items: list[pytest.Item], load_dir: Path) -> None:

@@ -406,6 +406,25 @@ def test_the_server_imports_the_backends_the_store_uses(
     assert json.loads(seen.read_text()) == {"skops.io": with_skops, "onnxruntime": False}
 
 
+@pytest.mark.parametrize("collect_only", [False, True])
+def test_the_server_starts_before_the_conftests_load(run_suite, pytester, iris, collect_only):
+    """The loader starts at ``pytest_load_initial_conftests``, the earliest hook with the
+    command line parsed, so scikit-learn imports while conftests load; not to collect only."""
+    _good(pytester, iris, "good")
+    pytester.makeconftest(
+        """
+        import json
+        from pytest_persist.loader import default_loader
+
+        with open("started.json", "w") as handle:
+            json.dump(default_loader().started_at is not None, handle)
+        """
+    )
+    run = run_suite("", "--persist-load=store", *(["--collect-only"] if collect_only else []))
+    assert run.result.ret == 0, run.text
+    assert json.loads((pytester.path / "started.json").read_text()) is not collect_only
+
+
 def test_the_servers_warm_up_starts_no_thread(tmp_path):
     """The warm-up fits and calls models in the server; forking is safe only if that left no
     thread behind (an OpenMP pool would be copied into every child broken)."""
