@@ -785,23 +785,29 @@ class PeerCounts:
     raised: dict[str, str] = field(default_factory=dict)
 
 
-def sklearn_peer(instances: list[Any]) -> PeerCounts:
-    """scikit-learn's own ``check_estimators_pickle`` on every instance (fit included)."""
+def sklearn_peer(instances: list[Any], variants: tuple[bool, ...] = (False, True)) -> PeerCounts:
+    """scikit-learn's own ``check_estimators_pickle`` on every instance (fit included), once
+    per ``readonly_memmap`` of ``variants``. Its test suite runs both (``_yield_checks``:
+    ``pickle.dumps``/``loads`` in memory, then ``joblib.dump`` to a file and a read-only
+    memory-mapped ``joblib.load``), which is what the plugin's pickle + joblib-mmap mirror."""
     from sklearn.utils.estimator_checks import check_estimators_pickle
 
     counts = PeerCounts()
     started, cpu_started = time.perf_counter(), time.process_time()
     for estimator in instances:
-        try:
-            check_estimators_pickle(type(estimator).__name__, estimator)
-        except Exception as error:  # AssertionError, SkipTest, or the fit failing
-            counts.kinds["raised"] += 1
-            counts.raised[type(estimator).__name__] = type(error).__name__
-        else:
-            counts.kinds["passed"] += 1
-            # the four methods it compares, when the estimator has them (hasattr before fit)
-            methods = ("predict", "transform", "decision_function", "predict_proba")
-            counts.methods += sum(hasattr(estimator, m) for m in methods)
+        for readonly_memmap in variants:
+            try:
+                check_estimators_pickle(
+                    type(estimator).__name__, estimator, readonly_memmap=readonly_memmap
+                )
+            except Exception as error:  # AssertionError, SkipTest, or the fit failing
+                counts.kinds["raised"] += 1
+                counts.raised[type(estimator).__name__] = type(error).__name__
+            else:
+                counts.kinds["passed"] += 1
+                # the four methods it compares, when the estimator has them (hasattr before fit)
+                methods = ("predict", "transform", "decision_function", "predict_proba")
+                counts.methods += sum(hasattr(estimator, m) for m in methods)
     counts.seconds = time.perf_counter() - started
     counts.cpu_seconds = time.process_time() - cpu_started
     return counts
@@ -830,7 +836,9 @@ def plugin_peer(instances: list[Any], backends: list[str]) -> PeerCounts:
 
 def peer_benchmark(reps: int, backends: list[str]) -> None:
     """scikit-learn's ``check_estimators_pickle`` vs the plugin, over the instances
-    scikit-learn's own test suite builds (``_tested_estimators()``)."""
+    scikit-learn's own test suite builds (``_tested_estimators()``): against both variants
+    its suite runs per estimator (the like-for-like of pickle + joblib-mmap), and against the
+    first one alone."""
     from sklearn.utils._test_common.instance_generator import _tested_estimators
 
     instances = list(_tested_estimators())
@@ -841,29 +849,35 @@ def peer_benchmark(reps: int, backends: list[str]) -> None:
         f"median of {reps} rep(s)",
         flush=True,
     )
-    runs: dict[str, list[PeerCounts]] = {"scikit-learn": [], "plugin": []}
+    sides: dict[str, Callable[[], PeerCounts]] = {
+        "plugin": lambda: plugin_peer(instances, backends),
+        "scikit-learn, both": lambda: sklearn_peer(instances),
+        "scikit-learn, plain": lambda: sklearn_peer(instances, (False,)),
+    }
+    runs: dict[str, list[PeerCounts]] = {side: [] for side in sides}
     for rep in range(reps):
-        order = ("scikit-learn", "plugin") if rep % 2 == 0 else ("plugin", "scikit-learn")
+        order = list(sides) if rep % 2 == 0 else list(reversed(sides))
         for side in order:
             gc.collect()
-            if side == "plugin":
-                runs[side].append(plugin_peer(instances, backends))
-            else:
-                runs[side].append(sklearn_peer(instances))
+            runs[side].append(sides[side]())
     wall = {side: statistics.median(r.seconds for r in rs) for side, rs in runs.items()}
     cpu = {side: statistics.median(r.cpu_seconds for r in rs) for side, rs in runs.items()}
     for side, side_runs in runs.items():
         last = side_runs[-1]
         checks = sum(last.kinds.values())
         print(
-            f"{side:<14}{wall[side]:7.2f} s wall, {cpu[side]:7.2f} s CPU  {checks} checks: "
+            f"{side:<20}{wall[side]:7.2f} s wall, {cpu[side]:7.2f} s CPU  {checks} checks: "
             f"{dict(last.kinds)}; methods compared {last.methods}; raised: {last.raised or 'none'}"
         )
-    print(
-        f"ratio plugin / scikit-learn: {wall['plugin'] / wall['scikit-learn']:.2f}x wall, "
-        f"{cpu['plugin'] / cpu['scikit-learn']:.2f}x CPU (CPU time is the steadier figure "
-        "on a shared machine)"
-    )
+    for side, what in (
+        ("scikit-learn, both", "both variants its suite runs (readonly_memmap False and True)"),
+        ("scikit-learn, plain", "the in-memory pickle variant alone"),
+    ):
+        print(
+            f"ratio plugin / scikit-learn, {what}: {wall['plugin'] / wall[side]:.2f}x wall, "
+            f"{cpu['plugin'] / cpu[side]:.2f}x CPU"
+        )
+    print("(CPU time is the steadier figure on a shared machine)")
 
 
 # ------------------------------------------------------------------------------------------ main
