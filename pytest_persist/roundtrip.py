@@ -197,7 +197,7 @@ def run_roundtrip(
         expected = expected_outputs(estimator, X, y, config)
     outcome.not_compared.update(expected.not_compared)
 
-    call = BackendCall(X=X, options=dict(config.backend_options))
+    call = BackendCall(X=X, options=dict(config.backend_options), outputs=expected.outputs)
     outcome.details = call.details
     artifact = Path(workdir) / f"{name}{backend.suffix}"
     started = time.perf_counter()

@@ -187,6 +187,33 @@ def test_linear_svc_binary_decision_function_is_1d(iris, tmp_path) -> None:
     assert_allclose(loaded.decision_function(X.copy()), svc.decision_function(X), atol=1e-4)
 
 
+@pytest.mark.parametrize("outputs_given", [False, True])
+def test_dump_reads_the_outputs_the_caller_computed(iris, tmp_path, outputs_given) -> None:
+    """The adapter records each method's ndim and label dtype; with the round trip's own
+    outputs in ``BackendCall.outputs`` the dump does not call the estimator again."""
+    X, y = iris
+    svc = LinearSVC(random_state=0).fit(X, y == 1)
+    outputs = {"predict": svc.predict(X), "decision_function": svc.decision_function(X)}
+    calls: list[str] = []
+    for method in outputs:
+        original = getattr(svc, method)
+
+        def counted(data, _method=method, _original=original):
+            calls.append(_method)
+            return _original(data)
+
+        setattr(svc, method, counted)  # on the instance: the class (and its converter) as is
+    path = tmp_path / "model.onnx"
+    OnnxBackend().dump(svc, path, BackendCall(X=X, outputs=outputs if outputs_given else {}))
+    if outputs_given:
+        assert calls == []
+    else:  # predict calls decision_function itself
+        assert set(calls) == {"predict", "decision_function"}
+    loaded = OnnxBackend().load(path, BackendCall())
+    assert loaded.decision_function(X.copy()).ndim == 1  # binary: 1-D, as the estimator's
+    assert loaded.predict(X.copy()).dtype == outputs["predict"].dtype  # bool labels stay bool
+
+
 def _en_us_locale_available() -> bool:
     previous = locale.setlocale(locale.LC_CTYPE)
     try:

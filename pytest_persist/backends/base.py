@@ -23,12 +23,15 @@ class BackendCall:
     ``X`` is a sample of the input (ONNX infers its input types from it); ``options`` holds
     the backend-specific settings chosen by marker, command line or ini (e.g. ``trusted``);
     ``details`` is where a backend records what users should see (untrusted types, a retry
-    it made, the converter options it used). Details must be JSON-able.
+    it made, the converter options it used). Details must be JSON-able. ``outputs`` are the
+    estimator's own outputs on ``X`` by method, when the caller computed them (the round trip
+    does): a backend reads them instead of calling the estimator again.
     """
 
     X: Any = None
     options: dict[str, Any] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)
 
 
 class Backend:

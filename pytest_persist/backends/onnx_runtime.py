@@ -275,15 +275,20 @@ def _method_map(estimator: Any, output_names: list[str]) -> dict[str, str]:
     return {method: methods[method] for method in ONNX_METHODS if method in methods}
 
 
-def _reference_shapes(estimator: Any, X: Any, methods: list[str]) -> dict[str, dict[str, Any]]:
-    """ndim (and label dtype for predict) of the estimator's own outputs on a few rows."""
-    sample = _head(X, 5)
+def _reference_shapes(
+    estimator: Any, X: Any, methods: list[str], known: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """ndim (and label dtype for predict) of the estimator's own outputs: those ``known``
+    (computed by the caller on X), else computed on a few rows of X."""
     shapes: dict[str, dict[str, Any]] = {}
     for method in methods:
         try:
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore")
-                result = np.asarray(getattr(estimator, method)(sample))
+            if method in known:
+                result = np.asarray(known[method])
+            else:
+                with warnings.catch_warnings(), np.errstate(all="ignore"):
+                    warnings.simplefilter("ignore")
+                    result = np.asarray(getattr(estimator, method)(_head(X, 5)))
         except Exception:
             shapes[method] = {"ndim": None}
             continue
@@ -475,7 +480,7 @@ class OnnxBackend(Backend):
 
         output_names = [output.name for output in onnx_model.graph.output]
         method_outputs = _method_map(estimator, output_names)
-        shapes = _reference_shapes(estimator, call.X, list(method_outputs))
+        shapes = _reference_shapes(estimator, call.X, list(method_outputs), call.outputs)
         adapter = {
             "format": ADAPTER_FORMAT,
             "inputs": layout,
