@@ -290,10 +290,12 @@ def _isolation_option(config: pytest.Config, options: argparse.Namespace | None 
 
 
 def _no_loader_here(config: pytest.Config, options: argparse.Namespace | None = None) -> bool:
-    """``--collect-only``, or the xdist controller (``xdist.is_xdist_controller``'s test)."""
+    """``--collect-only``, ``--help``, ``--version``, or the xdist controller
+    (``xdist.is_xdist_controller``'s test)."""
     options = config.option if options is None else options
     controller = not hasattr(config, "workerinput") and getattr(options, "dist", "no") != "no"
-    return bool(getattr(options, "collectonly", False)) or controller
+    no_run = any(getattr(options, name, False) for name in ("collectonly", "help", "version"))
+    return no_run or controller
 
 
 def add_store_items(session: pytest.Session, items: list[pytest.Item], load_dir: Path) -> None:

@@ -406,10 +406,10 @@ def test_the_server_imports_the_backends_the_store_uses(
     assert json.loads(seen.read_text()) == {"skops.io": with_skops, "onnxruntime": False}
 
 
-@pytest.mark.parametrize("collect_only", [False, True])
-def test_the_server_starts_before_the_conftests_load(run_suite, pytester, iris, collect_only):
+@pytest.mark.parametrize("no_run", [None, "--collect-only", "--help"])
+def test_the_server_starts_before_the_conftests_load(run_suite, pytester, iris, no_run):
     """The loader starts at ``pytest_load_initial_conftests``, the earliest hook with the
-    command line parsed, so scikit-learn imports while conftests load; not to collect only."""
+    command line parsed, so scikit-learn imports while conftests load; not when nothing runs."""
     _good(pytester, iris, "good")
     pytester.makeconftest(
         """
@@ -420,9 +420,9 @@ def test_the_server_starts_before_the_conftests_load(run_suite, pytester, iris, 
             json.dump(default_loader().started_at is not None, handle)
         """
     )
-    run = run_suite("", "--persist-load=store", *(["--collect-only"] if collect_only else []))
+    run = run_suite("", "--persist-load=store", *([no_run] if no_run else []))
     assert run.result.ret == 0, run.text
-    assert json.loads((pytester.path / "started.json").read_text()) is not collect_only
+    assert json.loads((pytester.path / "started.json").read_text()) is (no_run is None)
 
 
 def test_the_servers_warm_up_starts_no_thread(tmp_path):
