@@ -37,6 +37,7 @@ __all__ = [
     "environment_id",
     "expand_environments",
     "has_something_to_say",
+    "loaded_unsigned",
     "markdown_report",
     "read_json_report",
     "summary_lines",
@@ -415,6 +416,24 @@ def markdown_report(
                 f"{_md(', '.join(where))} |"
             )
         lines.append("")
+    unsigned = loaded_unsigned(records)
+    if unsigned:
+        lines += [
+            "### Loaded WITHOUT a trusted signature",
+            "",
+            f"{len(unsigned)} stored artifact(s) were unpickled only because of "
+            "`--persist-trust-unsigned`: no key you trust signed them.",
+            "",
+            "| test | backend | why |",
+            "|---|---|---|",
+        ]
+        for record in unsigned:
+            outcome = record.outcome
+            lines.append(
+                f"| {_md(outcome.test_id)} | {_md(outcome.backend)} | "
+                f"{_md(outcome.details['trust_warning'])} |"
+            )
+        lines.append("")
     problems = [r for r in records if r.outcome.failed]
     if problems:
         lines += ["### Problems", ""]
@@ -423,6 +442,12 @@ def markdown_report(
             lines.append(f"<details><summary>{_html(outcome.headline())} ({record.mode})</summary>")
             lines += ["", "```", outcome.message().replace("```", "'''"), "```", "</details>", ""]
     return "\n".join(lines) + "\n"
+
+
+def loaded_unsigned(records: Sequence[Record]) -> list[Record]:
+    """The checks that loaded a stored entry no trusted key signed, because of
+    ``--persist-trust-unsigned`` (their outcome's ``details["trust_warning"]`` says why)."""
+    return [r for r in records if r.mode == "check" and "trust_warning" in r.outcome.details]
 
 
 def write_markdown_report(

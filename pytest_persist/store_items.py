@@ -27,7 +27,7 @@ from .loader import (
     stop_default_loaders,
 )
 from .outcome import Outcome, OutcomeKind
-from .report import Record
+from .report import Record, loaded_unsigned
 from .signing import SigningKey, SigningKeyError, TrustPolicy, own_key
 from .store import StoredEntry, StoreError, entry_dirs, entry_name, read_entry, save_entry
 
@@ -565,9 +565,7 @@ def _entry_bytes(entry: Path, artifact_bytes: int | None) -> int:
 def trust_lines(settings: StoreSettings) -> list[str]:
     """The entries loaded without a trusted signature because of --persist-trust-unsigned."""
     lines = []
-    unsigned = [
-        r for r in settings.records if r.mode == "check" and "trust_warning" in r.outcome.details
-    ]
+    unsigned = loaded_unsigned(settings.records)
     if unsigned:
         lines.append(
             f"pytest-persist: {len(unsigned)} stored artifact(s) loaded WITHOUT a trusted "

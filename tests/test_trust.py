@@ -227,8 +227,13 @@ def test_unsigned_store_from_before_signing(pytester, model, iris):
     assert statuses == {"t.py::test_old[pickle]": "FAILED"}, result.stdout.str()
     assert "not signed by a trusted key: not signed (no signature.json" in result.stdout.str()
 
-    result, statuses = load_store(pytester, "--persist-trust-unsigned", "--persist-report=r.json")
+    result, statuses = load_store(
+        pytester, "--persist-trust-unsigned", "--persist-report=r.json", "--persist-report-md=r.md"
+    )
     assert result.ret == 0, result.stdout.str()
+    markdown = (pytester.path / "r.md").read_text()  # a CI job summary says it too
+    assert "### Loaded WITHOUT a trusted signature" in markdown
+    assert "| t.py::test_old | pickle | loaded without a trusted signature (not signed" in markdown
     assert statuses == {"t.py::test_old[pickle]": "PASSED"}
     result.stdout.fnmatch_lines(
         [
