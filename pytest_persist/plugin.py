@@ -2,7 +2,7 @@
 
 pytest imports this module for every run wherever the plugin is installed, so it imports
 nothing that imports numpy: the round-trip modules are imported by the hooks that use them,
-after ``pytest_configure`` has started the fork loader for ``--persist-load``.
+after ``pytest_load_initial_conftests`` has started the fork loader for ``--persist-load``.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    start_loader(config)  # if the early start could not tell (an xdist worker, a conftest)
+    start_loader(config)  # an xdist worker looks like its controller until configure
     from .backends import BackendRegistry
     from .runner import SessionSettings
     from .settings import KEYWORDS, parse_name_list

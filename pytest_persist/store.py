@@ -245,17 +245,9 @@ def _estimator_modules(estimator: Any) -> list[str]:
     """The modules of the estimator's class and of every estimator among its parameters
     (a pipeline's steps, a meta-estimator's base): what loading it will import, which a warm
     loader can import once for the whole store."""
-    modules = {type(estimator).__module__}
-    get_params = getattr(estimator, "get_params", None)
-    if callable(get_params):
-        try:
-            params = get_params(deep=True)
-        except Exception:  # described as params_error above
-            params = {}
-        modules.update(
-            type(value).__module__ for value in params.values() if hasattr(value, "get_params")
-        )
-    return sorted(modules)
+    from .nested import nested_estimators
+
+    return sorted({type(each).__module__ for each in nested_estimators(estimator)})
 
 
 def _short_repr(value: Any) -> str:

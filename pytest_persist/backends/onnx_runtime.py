@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from ..nested import nested_estimators
 from .base import Backend, BackendCall, UnsupportedEstimator
 from .onnx_converters import (
     CONVERTER_FAILED,
@@ -147,20 +148,6 @@ def _first_line(exc: BaseException, max_chars: int = _MAX_MESSAGE_CHARS) -> str:
     return f"{type(exc).__name__}: {line}"
 
 
-def _sub_estimators(estimator: Any) -> list[Any]:
-    """The estimator and every estimator nested in its parameters."""
-    found = [estimator]
-    get_params = getattr(estimator, "get_params", None)
-    if get_params is None:
-        return found
-    try:
-        params = get_params(deep=True)
-    except Exception:
-        return found
-    found.extend(value for value in params.values() if hasattr(value, "get_params"))
-    return found
-
-
 def _head(X: Any, n_rows: int) -> Any:
     if hasattr(X, "iloc"):
         return X.iloc[:n_rows].copy()
@@ -185,7 +172,8 @@ def _input_layout(X: Any, estimator: Any, float_dtype: str) -> list[dict[str, An
         from pandas.api.types import is_numeric_dtype
 
         numeric_columns = [is_numeric_dtype(dtype) for dtype in X.dtypes]
-        selects_by_name = any(isinstance(e, ColumnTransformer) for e in _sub_estimators(estimator))
+        nested = nested_estimators(estimator)
+        selects_by_name = any(isinstance(e, ColumnTransformer) for e in nested)
         if all(numeric_columns) and not selects_by_name:
             return [{"name": "X", "dtype": float_dtype, "n_features": X.shape[1]}]
         layout = []
@@ -412,23 +400,22 @@ class OnnxBackend(Backend):
         zipmap = is_classifier(estimator)
         locale_c = False
         retries: list[str] = call.details.setdefault("onnx_retries", [])
+        nested = nested_estimators(estimator)
         try:
-            converters = register_third_party_converters(_sub_estimators(estimator))
+            converters = register_third_party_converters(nested)
         except ImportError as error:
             call.details["onnx_conversion"] = NO_CONVERTER
             raise UnsupportedEstimator(str(error)) from None
         if converters:
             call.details["onnx_converters"] = converters
 
-        has_text_vectorizer = any(
-            isinstance(sub, CountVectorizer) for sub in _sub_estimators(estimator)
-        )
+        has_text_vectorizer = any(isinstance(sub, CountVectorizer) for sub in nested)
         for _ in range(4):  # at most one retry per known fix
             options: dict[Any, dict[str, Any]] = {}
             if zipmap:
                 options[id(estimator)] = {"zipmap": False}
             if locale_c:
-                for sub in _sub_estimators(estimator):
+                for sub in nested:
                     if isinstance(sub, CountVectorizer):  # TfidfVectorizer too
                         options.setdefault(id(sub), {})["locale"] = "C"
             try:
