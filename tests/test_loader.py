@@ -34,7 +34,7 @@ from pytest_persist.loader import (
 
 FAULTY = textwrap.dedent(
     """
-    import ctypes, json, os, resource, sys, time, warnings
+    import ctypes, gc, json, os, resource, sys, time, warnings
     import numpy as np
 
 
@@ -77,6 +77,7 @@ FAULTY = textwrap.dedent(
                 warnings.simplefilter("error")
                 np.set_printoptions(precision=2)
                 os.environ["LEAKED_VARIABLE"] = "1"
+                gc.disable()
             if mode in ("leak", "record"):
                 import sklearn
                 seen = {
@@ -85,6 +86,7 @@ FAULTY = textwrap.dedent(
                     "n_warning_filters": len(warnings.filters),
                     "numpy_precision": np.get_printoptions()["precision"],
                     "environment_variable": os.environ.get("LEAKED_VARIABLE"),
+                    "garbage_collector": gc.isenabled(),
                     "server_pid": os.getppid(),
                 }
                 with open(self.path, "a") as handle:
@@ -231,9 +233,11 @@ def test_nothing_leaks_from_one_artifact_into_the_next(run_suite, pytester, faul
         "n_warning_filters": before["n_warning_filters"] + 1,
         "numpy_precision": 2,
         "environment_variable": "1",
+        "garbage_collector": False,
     }
     assert after == before  # ...and the next artifact sees none of them
     assert before["module_attribute"] is False and before["environment_variable"] is None
+    assert before["garbage_collector"] is True  # as in a fresh interpreter (the server has none)
     assert before["numpy_precision"] == 8
 
 
