@@ -2,9 +2,10 @@
 
 A *fork loader* is one server process per checking process (so one per pytest-xdist worker):
 ``python -m pytest_persist.fork_server`` imports numpy, scipy, scikit-learn and the backend
-libraries once, then forks one child per artifact. The server only imports, plus one tiny
-warm-up (``isolated_load.warm_up``) under a one-thread limit, so no OpenMP pool exists when it
-forks (OpenBLAS stops its threads around ``fork`` itself). The child starts a new session, gets
+libraries once (without the garbage collector, which each child turns back on), then forks
+one child per artifact. The server only imports, plus one tiny warm-up
+(``isolated_load.warm_up``) under a one-thread limit, so no OpenMP pool exists when it forks
+(OpenBLAS stops its threads around ``fork`` itself). The child starts a new session, gets
 a clean environment (:func:`clean_environment`), resource limits (:class:`Limits`), its own
 working directory and stderr file, then does the child-side work of ``isolated_load``; nothing
 it changes reaches the next artifact, which is forked afresh from the untouched server. The
