@@ -12,8 +12,9 @@ it changes reaches the next artifact, which is forked afresh from the untouched 
 server enforces each child's timeout and kills its whole process group. Checks are submitted
 and waited for separately, so the next artifact's child can run while this process compares
 the last one's outputs. A *process loader* (the fallback, where fork is unavailable or another
-interpreter is asked for) runs ``python -m pytest_persist.isolated_load DIR`` per artifact, one
-at a time, with the same environment, limits and working directory.
+interpreter is asked for) runs ``python -m pytest_persist.isolated_load DIR`` per artifact,
+started at submit (so the next artifact's interpreter imports while this one is waited for),
+with the same environment, limits and working directory.
 
 The protocol is one JSON line each way per event (a request; a child started; a child ended),
 over the server's stdin and a duplicate of its stdout; everything else (request, phase,
@@ -34,6 +35,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -377,7 +379,10 @@ def fork_unavailable_reason() -> str | None:
 class ProcessLoader:
     """One fresh interpreter per artifact: ``python -m pytest_persist.isolated_load DIR``.
 
-    ``submit`` only records the check; ``wait`` runs it (one at a time).
+    ``submit`` starts the interpreter, so the next artifact's one imports scikit-learn while
+    this process waits for the current one (two at once halve the time of a store on two
+    cores); a watcher thread per interpreter enforces its timeout, counted from its start, and
+    notes when it ended. ``wait`` returns how it ended; ``stop`` kills those still running.
     """
 
     isolation = "process"
@@ -385,50 +390,96 @@ class ProcessLoader:
     def __init__(self, python: str | None = None, note: str = "") -> None:
         self.python = python or sys.executable
         self.note = note
+        self._running: dict[int, _Interpreter] = {}  # by pid, until waited for or stopped
+        self._lock = threading.Lock()
 
     def submit(self, workdir: Path, *, timeout: float, child_env: dict[str, str]) -> Ticket:
-        return Ticket(workdir, timeout, child_env)
-
-    def wait(self, ticket: Ticket) -> ChildExit:
-        if ticket.exit is None:
-            ticket.exit = self.run(
-                ticket.workdir, timeout=ticket.timeout, child_env=ticket.child_env
-            )
-        return ticket.exit
-
-    def run(self, workdir: Path, *, timeout: float, child_env: dict[str, str]) -> ChildExit:
+        ticket = Ticket(workdir, timeout, child_env)
         command = [self.python, "-m", "pytest_persist.isolated_load", str(workdir)]
         env = dict(child_env)
         env.setdefault("PYTHONFAULTHANDLER", "1")  # a crash prints the Python stack
         cwd = workdir / "cwd"
         cwd.mkdir(exist_ok=True)
-        posix = os.name == "posix"
-        with open(workdir / "stderr.txt", "ab") as stderr:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=stderr,
-                stderr=stderr,
-                env=env,
-                cwd=cwd,
-                start_new_session=posix,  # so a timeout kills the loader's own children too
-            )
+        try:
+            with open(workdir / "stderr.txt", "ab") as stderr:
+                process = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=stderr,
+                    stderr=stderr,
+                    env=env,
+                    cwd=cwd,
+                    start_new_session=os.name == "posix",  # a timeout kills what it started too
+                )
+        except OSError as exc:  # this check's failure, not the one that started it ahead
+            note = f"cannot start {self.python}: {exc}"
+            ticket.exit = ChildExit(None, False, self.isolation, note)
+            return ticket
+        ticket.sent, ticket.pid = True, process.pid
+        ticket.sent_at = ticket.started_at = time.monotonic()
+        interpreter = _Interpreter(process, ticket, self.isolation, self.note)
+        with self._lock:
+            self._running[process.pid] = interpreter
+        interpreter.watcher.start()
+        return ticket
+
+    def wait(self, ticket: Ticket) -> ChildExit:
+        with self._lock:
+            interpreter = self._running.pop(ticket.pid, None) if ticket.pid is not None else None
+        if ticket.exit is None and interpreter is not None:
             try:
-                returncode = process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                kill_group(process.pid) if posix else process.kill()
-                process.wait()
-                return ChildExit(None, True, self.isolation, self.note)
-            except BaseException:
-                kill_group(process.pid) if posix else process.kill()
-                process.wait()
+                interpreter.ended.wait()
+            except BaseException:  # an interrupt: no interpreter must outlive the check
+                interpreter.kill()
                 raise
-        if posix:
-            kill_group(process.pid)  # whatever the artifact left running
-        return ChildExit(returncode, False, self.isolation, self.note)
+        if ticket.exit is None:  # stopped before anybody waited for it
+            ticket.exit = ChildExit(None, False, self.isolation, "the process loader was stopped")
+        return ticket.exit
+
+    def run(self, workdir: Path, *, timeout: float, child_env: dict[str, str]) -> ChildExit:
+        return self.wait(self.submit(workdir, timeout=timeout, child_env=child_env))
 
     def stop(self) -> None:
-        pass
+        """Kill the interpreters nobody waited for (checks started ahead in vain)."""
+        with self._lock:
+            running, self._running = list(self._running.values()), {}
+        for interpreter in running:
+            interpreter.kill()
+
+
+class _Interpreter:
+    """A started ``isolated_load`` interpreter and the thread that waits for it."""
+
+    def __init__(self, process: subprocess.Popen[bytes], ticket: Ticket, isolation: str, note: str):
+        self.process, self.ticket = process, ticket
+        self.isolation, self.note = isolation, note
+        self.ended = threading.Event()
+        self.watcher = threading.Thread(
+            target=self._watch, name=f"pytest-persist-loader-{process.pid}", daemon=True
+        )
+
+    def _watch(self) -> None:
+        ticket, process = self.ticket, self.process
+        timed_out = False
+        try:
+            returncode: int | None = process.wait(timeout=ticket.timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            returncode, timed_out = None, True
+        seconds = round(time.monotonic() - ticket.started_at, 4)
+        if os.name == "posix":
+            kill_group(process.pid)  # whatever the artifact left running
+        ticket.exit = ChildExit(returncode, timed_out, self.isolation, self.note, seconds)
+        self.ended.set()
+
+    def kill(self) -> None:
+        if self.ended.is_set():
+            return  # its watcher already reaped it (and killed what it left)
+        if os.name == "posix":
+            kill_group(self.process.pid)
+        with contextlib.suppress(OSError):
+            self.process.kill()
+        self.process.wait()
 
 
 class LoaderUnavailable(Exception):

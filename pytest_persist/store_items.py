@@ -381,9 +381,9 @@ class StoredEntryItem(pytest.Item):
             isinstance(following, StoredEntryItem)
             and following.entry is not None
             and PENDING_CHECK_KEY not in following.stash
-            and isinstance(default_loader(settings.isolation), ForkLoader)
         ):
-            # The next entry's child loads while this process waits for and compares this one.
+            # The next entry's child (forked, or a fresh interpreter) loads while this process
+            # waits for and compares this one.
             following.stash[PENDING_CHECK_KEY] = ahead = following.start_check()
             settings.started_ahead.append(ahead)
         outcome = pending.result()

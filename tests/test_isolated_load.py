@@ -260,3 +260,13 @@ def test_another_interpreter_falls_back_to_one_process_per_artifact(iris, tmp_pa
     assert outcome.kind is OutcomeKind.PASSED, outcome.message()
     assert outcome.details["isolation"] == "process"
     assert "is another interpreter" in outcome.details["isolation_note"]
+
+
+def test_an_interpreter_that_cannot_start_is_this_checks_load_error(iris, tmp_path):
+    X, y = iris
+    entry = store_model(tmp_path / "store", LogisticRegression(max_iter=500).fit(X, y), X, y)
+    missing = str(tmp_path / "no-such-python")
+    outcome = check_entry(entry, registry=REGISTRY, python=missing)
+    assert outcome.kind is OutcomeKind.LOAD_ERROR
+    assert f"cannot start {missing}" in outcome.error
+    assert outcome.details["isolation"] == "process"

@@ -53,6 +53,11 @@ FAULTY = textwrap.dedent(
         def predict(self, X):
             if self.mode == "predict-abort" and getattr(self, "loaded_", False):
                 os.abort()
+            if self.mode == "drift" and self.path and getattr(self, "loaded_", False):
+                # until the check after this one is loading
+                deadline = time.monotonic() + 120
+                while not os.path.exists(self.path) and time.monotonic() < deadline:
+                    time.sleep(0.05)
             if self.mode == "drift" and getattr(self, "loaded_", False):
                 return np.asarray(X).sum(axis=1) + 1
             return np.asarray(X).sum(axis=1)
@@ -448,13 +453,15 @@ def test_the_servers_warm_up_starts_no_thread(tmp_path):
     assert ready["threads"] == int(cold.stdout.split()[-1])
 
 
-def test_the_next_check_runs_while_this_one_is_waited_for(run_suite, pytester, faulty):
+@pytest.mark.parametrize("isolation", ["fork", "process"])
+def test_the_next_check_runs_while_this_one_is_waited_for(run_suite, pytester, faulty, isolation):
     """Each item hands the next item's artifact to the loader before it waits for its own, so
-    two children load at once (each forked from the untouched server, as the leak test shows)."""
+    two children load at once (each forked from the untouched server, as the leak test shows,
+    or two fresh interpreters)."""
     seen = pytester.path / "intervals.jsonl"
     faulty("a_first", "interval", str(seen))
     faulty("b_second", "interval", str(seen))
-    run = run_suite("", "--persist-load=store")
+    run = run_suite("", "--persist-load=store", f"--persist-load-isolation={isolation}")
     assert run.result.ret == 0, run.text
     events = [json.loads(line) for line in seen.read_text().splitlines()]
     starts = sorted(e["start"] for e in events if "start" in e)
@@ -463,18 +470,25 @@ def test_the_next_check_runs_while_this_one_is_waited_for(run_suite, pytester, f
     assert starts[1] < ends[0]  # the second child started before the first one ended
 
 
+@pytest.mark.parametrize("isolation", ["fork", "process"])
 def test_a_check_started_ahead_in_vain_leaves_nothing_behind(
-    run_suite, pytester, faulty, monkeypatch
+    run_suite, pytester, faulty, monkeypatch, isolation
 ):
     """``-x`` stops after the first failure; the next artifact's child, already loading, is
     killed with the loader and its working directory removed."""
     pid_file = pytester.path / "lingering.pid"
-    faulty("a_drift", "drift")
+    faulty("a_drift", "drift", str(pid_file))  # fails once the next one is loading
     faulty("b_linger", "linger", str(pid_file))
     tmp = pytester.path / "tmp"
     tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp))
-    run = run_suite("", "--persist-load=store", "-x", "--persist-load-timeout=600")
+    run = run_suite(
+        "",
+        "--persist-load=store",
+        "-x",
+        "--persist-load-timeout=600",
+        f"--persist-load-isolation={isolation}",
+    )
     assert run.result.ret == 1, run.text
     assert run.status("t.py::test_a_drift[pickle]") == "FAILED"
     assert "t.py::test_b_linger[pickle]" not in run.statuses
