@@ -415,8 +415,7 @@ class ProcessLoader:
             note = f"cannot start {self.python}: {exc}"
             ticket.exit = ChildExit(None, False, self.isolation, note)
             return ticket
-        ticket.sent, ticket.pid = True, process.pid
-        ticket.sent_at = ticket.started_at = time.monotonic()
+        ticket.pid, ticket.started_at = process.pid, time.monotonic()
         interpreter = _Interpreter(process, ticket, self.isolation, self.note)
         with self._lock:
             self._running[process.pid] = interpreter
