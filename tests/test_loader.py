@@ -41,8 +41,8 @@ FAULTY = textwrap.dedent(
     class Faulty:
         '''A model whose loading (or predict) does what its ``mode`` says.'''
 
-        def __init__(self, mode="", path=""):
-            self.mode, self.path = mode, path
+        def __init__(self, mode="", path="", after=""):
+            self.mode, self.path, self.after = mode, path, after
 
         def fit(self, X, y=None):
             return self
@@ -85,6 +85,9 @@ FAULTY = textwrap.dedent(
                 gc.disable()
             if mode in ("leak", "record"):
                 import sklearn
+                deadline = time.monotonic() + 120  # until the artifact it is to follow wrote
+                while self.after and not os.path.exists(self.after) and time.monotonic() < deadline:
+                    time.sleep(0.05)
                 seen = {
                     "module_attribute": hasattr(sklearn, "LEAKED_BY_AN_ARTIFACT"),
                     "first_warning_filter": str(warnings.filters[0][0]) if warnings.filters else "",
@@ -134,17 +137,18 @@ def iris():
 
 @pytest.fixture
 def faulty(pytester, monkeypatch):
-    """``make(name, mode, path="")``: store a Faulty artifact as test ``t.py::test_<name>``."""
+    """``make(name, mode, path="", after="")``: store a Faulty artifact as ``t.py::test_<name>``
+    (``after``: a file its recording waits for)."""
     (pytester.path / "faulty_model.py").write_text(FAULTY)
     monkeypatch.syspath_prepend(str(pytester.path))
     import faulty_model
 
     X = load_iris(return_X_y=True)[0][:20]
 
-    def make(name: str, mode: str, path: str = "") -> None:
+    def make(name: str, mode: str, path: str = "", after: str = "") -> None:
         store_model(
             pytester.path / "store",
-            faulty_model.Faulty(mode, path).fit(X),
+            faulty_model.Faulty(mode, path, after).fit(X),
             X,
             None,
             test_id=f"t.py::test_{name}",
@@ -223,13 +227,14 @@ def test_faults_are_contained_each_to_its_artifact(run_suite, pytester, faulty, 
 
 
 def test_nothing_leaks_from_one_artifact_into_the_next(run_suite, pytester, faulty):
-    seen = pytester.path / "seen.jsonl"
-    faulty("a_record", "record", str(seen))
-    faulty("b_leak", "leak", str(seen))
-    faulty("c_record", "record", str(seen))
+    # one file each: the next check's child starts while this one's runs, so c waits for b
+    seen = {name: pytester.path / f"{name}.json" for name in ("a", "b", "c")}
+    faulty("a_record", "record", str(seen["a"]))
+    faulty("b_leak", "leak", str(seen["b"]), after=str(seen["a"]))
+    faulty("c_record", "record", str(seen["c"]), after=str(seen["b"]))
     run = run_suite("", "--persist-load=store")
     assert run.result.ret == 0, run.text
-    before, leaking, after = [json.loads(line) for line in seen.read_text().splitlines()]
+    before, leaking, after = [json.loads(seen[name].read_text()) for name in ("a", "b", "c")]
     for key in ("server_pid",):
         before.pop(key), leaking.pop(key), after.pop(key)
     assert leaking == {  # the changes took effect where they were made...
