@@ -38,6 +38,13 @@ FAULTY = textwrap.dedent(
     import numpy as np
 
 
+    def wait_for(path, seconds=120):
+        '''Until ``path`` exists (another child wrote it), or ``seconds`` have passed.'''
+        deadline = time.monotonic() + seconds
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
     class Faulty:
         '''A model whose loading (or predict) does what its ``mode`` says.'''
 
@@ -54,10 +61,7 @@ FAULTY = textwrap.dedent(
             if self.mode == "predict-abort" and getattr(self, "loaded_", False):
                 os.abort()
             if self.mode == "drift" and self.path and getattr(self, "loaded_", False):
-                # until the check after this one is loading
-                deadline = time.monotonic() + 120
-                while not os.path.exists(self.path) and time.monotonic() < deadline:
-                    time.sleep(0.05)
+                wait_for(self.path)  # until the check after this one is loading
             if self.mode == "drift" and getattr(self, "loaded_", False):
                 return np.asarray(X).sum(axis=1) + 1
             return np.asarray(X).sum(axis=1)
@@ -85,9 +89,8 @@ FAULTY = textwrap.dedent(
                 gc.disable()
             if mode in ("leak", "record"):
                 import sklearn
-                deadline = time.monotonic() + 120  # until the artifact it is to follow wrote
-                while self.after and not os.path.exists(self.after) and time.monotonic() < deadline:
-                    time.sleep(0.05)
+                if self.after:
+                    wait_for(self.after)  # until the artifact it is to follow wrote
                 seen = {
                     "module_attribute": hasattr(sklearn, "LEAKED_BY_AN_ARTIFACT"),
                     "first_warning_filter": str(warnings.filters[0][0]) if warnings.filters else "",
