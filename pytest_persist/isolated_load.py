@@ -149,12 +149,18 @@ def start_check(
             _finish(outcome, OutcomeKind.UNAVAILABLE, backend.unavailable_reason())
         )
 
+    policy = TrustPolicy.from_options() if trust is None else trust
     try:
         entry.verify()  # before anything is unpickled
-        options = _trusted_options(entry, backend, outcome, trust, options)
+        options = _trusted_options(entry, backend, outcome, policy, options)
     except (TamperedArtifactError, SigningKeyError) as exc:
         outcome.details["refused"] = True
         return PendingCheck.ended(_finish(outcome, OutcomeKind.LOAD_ERROR, str(exc)))
+    signature = outcome.details["signature"]
+    # What an entry.json names is imported only once a trusted key vouched for it (or the user
+    # chose to load unsigned pickles): an ONNX or skops entry needs no signature to be loaded,
+    # and importing the class module it names would run whatever file that name finds.
+    vouched = signature["status"] == "trusted" or "loaded_anyway" in signature
 
     stored = entry.comparison
     rtol = _first_set(rtol, stored.get("rtol"), backend.default_rtol)
@@ -175,11 +181,14 @@ def start_check(
     limits = Limits.for_timeout(timeout, max_memory)
     workdir = Path(tempfile.mkdtemp(prefix="pytest-persist-check-"))
     try:
+        store_dirs = [str(entry.path.parent), str(entry.path)]
         child_env = clean_environment(env, keep_all=env is not None)
-        paths = import_paths()
+        paths = import_paths(exclude=[*store_dirs, str(workdir)])
+        inherited = child_env.get("PYTHONPATH", "").split(os.pathsep)
         child_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in [child_env.get("PYTHONPATH", ""), *paths] if p
+            p for p in dict.fromkeys([*inherited, *paths]) if p and not _beneath(p, store_dirs)
         )
+        child_env["TMPDIR"] = str(workdir / "tmp")
         request = {
             "entry": str(entry.path),
             "backend": entry.backend,
@@ -189,11 +198,16 @@ def start_check(
             # An unpickled one that lost a method is an error (as across scikit-learn versions).
             "absent_is_error": backend.preserves_objects,
             "options": {**entry.backend_options, **(options or {})},
+            "preimport": entry.estimator_class.rpartition(".")[0] if vouched else None,
             "child": {
                 "env": child_env,
                 "sys_path": [p for p in child_env["PYTHONPATH"].split(os.pathsep) if p],
                 "limits": asdict(limits),
                 "cwd": str(workdir / "cwd"),
+                "tmp": str(workdir / "tmp"),
+                "forbidden_imports": [*store_dirs, str(workdir)],
+                "writable": [str(workdir)],
+                "unreadable": policy.secret_files(),
             },
         }
         (workdir / _REQUEST).write_text(json.dumps(request), encoding="utf-8")
@@ -273,6 +287,8 @@ class PendingCheck:
 
         result = json.loads(result_path.read_text(encoding="utf-8"))
         outcome.load_seconds = result.get("load_seconds")
+        if result.get("sandbox"):
+            outcome.details["sandbox"] = result["sandbox"]
         outcome.details.update(result.get("backend_details", {}))
         for method in result.get("absent", []):
             outcome.not_compared[method] = f"the {entry.backend} model does not provide it"
@@ -412,7 +428,7 @@ def _trusted_options(
     entry: StoredEntry,
     backend: Any,
     outcome: Outcome,
-    trust: TrustPolicy | None,
+    trust: TrustPolicy,
     options: dict[str, Any] | None,
 ) -> dict[str, Any] | None:
     """Check the entry's signature (before anything is unpickled) and return the backend
@@ -422,7 +438,7 @@ def _trusted_options(
     skops-like backend trusts the types recorded at save only when the signature is trusted,
     and the checking side's own ``trusted`` list, when given, replaces them.
     """
-    policy = TrustPolicy.from_options() if trust is None else trust
+    policy = trust
     check = policy.check(entry.path, entry.raw or entry.entry_file.read_bytes())
     signature: dict[str, Any] = {"status": check.status, "key_id": check.key_id}
     outcome.details["signature"] = signature
@@ -500,19 +516,29 @@ def _how_it_died(ended: ChildExit, timeout: float, limits: Limits, outcome: Outc
     return f"exited with code {code} and no result"
 
 
-def import_paths() -> list[str]:
+def import_paths(exclude: Iterable[str] = ()) -> list[str]:
     """This interpreter's import paths outside its installation (test dirs, rootdir...),
-    so the child can import what the parent can."""
-    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    so the child can import what the parent can; none beneath ``exclude`` (the store)."""
+    prefixes = [os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)]
+    excluded = list(exclude)
     paths = []
     for entry in sys.path:
         if not entry or not os.path.isdir(entry):
             continue
-        real = os.path.realpath(entry)
-        if any(real == p or real.startswith(p + os.sep) for p in prefixes):
+        if _beneath(entry, prefixes) or _beneath(entry, excluded):
             continue
         paths.append(entry)
     return paths
+
+
+def _beneath(path: str, roots: Iterable[str]) -> bool:
+    """Whether ``path`` is one of ``roots`` or lies beneath one (symlinks resolved)."""
+    real = os.path.realpath(path)
+    for root in roots:
+        top = os.path.realpath(root)
+        if real == top or real.startswith(top + os.sep):
+            return True
+    return False
 
 
 def _excerpt(text: str) -> str:
@@ -581,7 +607,7 @@ def run_child(workdir: Path, *, replace_environ: bool) -> int:
     """The child side, in a forked child or a fresh interpreter: enter the limits and
     environment of ``request.json``, load, compute the stored methods, write the results."""
     request = json.loads((workdir / _REQUEST).read_text(encoding="utf-8"))
-    enter_child(request.get("child", {}), replace_environ=replace_environ)
+    sandboxed = enter_child(request.get("child", {}), replace_environ=replace_environ)
     phase_fd = os.open(workdir / _PHASE, os.O_WRONLY | os.O_CREAT, 0o600)
 
     def phase(name: str) -> None:  # one descriptor, rewritten in place: cheap per method
@@ -590,7 +616,12 @@ def run_child(workdir: Path, *, replace_environ: bool) -> int:
         os.ftruncate(phase_fd, len(data))
 
     phase("start")
-    result: dict[str, Any] = {"load_error": None, "method_errors": {}, "methods": []}
+    result: dict[str, Any] = {
+        "load_error": None,
+        "method_errors": {},
+        "methods": [],
+        "sandbox": sandboxed,
+    }
     from . import outputs_codec
     from .backends.base import BackendCall
     from .store import read_entry
@@ -616,9 +647,11 @@ def run_child(workdir: Path, *, replace_environ: bool) -> int:
         try:
             with capture_version_warnings(request["mode"], on_record=on_record):
                 # Import the estimator's module first, so that load_seconds is the load alone
-                # (a fresh interpreter spends seconds importing scikit-learn).
-                with contextlib.suppress(Exception):
-                    importlib.import_module(entry.estimator_class.rpartition(".")[0])
+                # (a fresh interpreter spends seconds importing scikit-learn); only for an
+                # entry a trusted key signed (the parent decides), and never from the store.
+                if request.get("preimport"):
+                    with contextlib.suppress(Exception):
+                        importlib.import_module(request["preimport"])
                 imported = time.perf_counter()
                 result["import_seconds"] = round(imported - started, 6)
                 loaded = backend.load(entry.artifact_path, call)

@@ -88,6 +88,7 @@ CORE_PRELOAD = (
     "pytest_persist.backends",
     "pytest_persist.compare",
     "pytest_persist.outputs_codec",
+    "pytest_persist.sandbox",
     "pytest_persist.store",
     "pytest_persist.versions",
 )
@@ -258,9 +259,13 @@ def apply_limits(limits: dict[str, Any]) -> None:
             resource.setrlimit(which, (value, hard_value))
 
 
-def enter_child(child: dict[str, Any], *, replace_environ: bool) -> None:
+def enter_child(child: dict[str, Any], *, replace_environ: bool) -> str:
     """Make this process the isolated child described by ``child`` (from ``request.json``):
-    limits, working directory, import paths, and (forked from the server) the environment."""
+    limits, working directory, temporary directory, import paths (never from the store: see
+    ``sandbox``), (forked from the server) the environment, and the filesystem sandbox.
+    Returns what the sandbox restricts, for the report."""
+    from . import sandbox
+
     apply_limits(child.get("limits", {}))
     if replace_environ:
         os.environ.clear()
@@ -268,10 +273,20 @@ def enter_child(child: dict[str, Any], *, replace_environ: bool) -> None:
     for path in reversed(child.get("sys_path", [])):
         if path not in sys.path:
             sys.path.insert(0, path)
-    cwd = child.get("cwd")
-    if cwd:
-        os.makedirs(cwd, exist_ok=True)
-        os.chdir(cwd)
+    sandbox.guard_imports(child.get("forbidden_imports", []))
+    for key in ("cwd", "tmp"):
+        if child.get(key):
+            os.makedirs(child[key], exist_ok=True)
+    if child.get("cwd"):
+        os.chdir(child["cwd"])
+    if child.get("tmp"):
+        os.environ["TMPDIR"] = child["tmp"]
+        tempfile.tempdir = None  # computed again from TMPDIR (the server cached its own)
+    if "writable" not in child:
+        return "not restricted: the request names no writable directory"
+    return sandbox.restrict_filesystem(
+        writable=child["writable"], unreadable=child.get("unreadable", [])
+    )
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)

@@ -250,6 +250,13 @@ class TrustPolicy:
     def check(self, directory: Path | str, entry_bytes: bytes) -> SignatureCheck:
         return check_signature(directory, entry_bytes, self.keys)
 
+    def secret_files(self) -> list[str]:
+        """The key files a loader child must not read: this account's per-user key and every
+        key file this policy read."""
+        files = [str(user_key_path())]
+        files += [key.source for key in self.keys if key.source != KEY_ENV]
+        return list(dict.fromkeys(files))
+
 
 def refusal_message(entry: str, check: SignatureCheck, policy: TrustPolicy) -> str:
     """Why an entry is not unpickled, and what to do about it."""

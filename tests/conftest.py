@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
 from dataclasses import dataclass
@@ -58,3 +59,20 @@ def run_suite(pytester: pytest.Pytester):
         return SuiteRun(result, statuses)
 
     return run
+
+
+@pytest.fixture
+def child_writable(tmp_path_factory: pytest.TempPathFactory):
+    """A fresh directory a loader child may write into, for a test's fake model to record
+    what it saw: the child's sandbox (``pytest_persist.sandbox``) allows writes only beneath
+    its own check directory and ``/dev/shm`` (joblib's semaphores), never into the test's
+    folders or the store."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    shm = Path("/dev/shm")
+    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else tmp_path_factory.getbasetemp()
+    directory = Path(tempfile.mkdtemp(prefix="pytest-persist-test-", dir=base))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)

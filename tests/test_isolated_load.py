@@ -166,11 +166,11 @@ def test_loaded_model_predicting_otherwise_is_a_mismatch(misbehaving):
     assert difference.method == "predict" and difference.n_different == difference.n_total
 
 
-def test_tampered_artifact_is_refused_without_loading(misbehaving, tmp_path):
+def test_tampered_artifact_is_refused_without_loading(misbehaving, child_writable):
     entry, run = misbehaving
     with open(entry.artifact_path, "ab") as handle:
         handle.write(b"\n")
-    marker = tmp_path / "unpickled"
+    marker = child_writable / "unpickled"
     outcome = run("", env={"MISBEHAVE_MARKER": str(marker)})
     assert outcome.kind is OutcomeKind.LOAD_ERROR
     assert "sha256" in outcome.error and str(entry.artifact_path) in outcome.error

@@ -229,9 +229,9 @@ def test_faults_are_contained_each_to_its_artifact(run_suite, pytester, faulty, 
         assert "isolation: 7 in forked children of a warm loader" in run.text
 
 
-def test_nothing_leaks_from_one_artifact_into_the_next(run_suite, pytester, faulty):
+def test_nothing_leaks_from_one_artifact_into_the_next(run_suite, pytester, faulty, child_writable):
     # one file each: the next check's child starts while this one's runs, so c waits for b
-    seen = {name: pytester.path / f"{name}.json" for name in ("a", "b", "c")}
+    seen = {name: child_writable / f"{name}.json" for name in ("a", "b", "c")}
     faulty("a_record", "record", str(seen["a"]))
     faulty("b_leak", "leak", str(seen["b"]), after=str(seen["a"]))
     faulty("c_record", "record", str(seen["c"]), after=str(seen["b"]))
@@ -256,9 +256,9 @@ def test_nothing_leaks_from_one_artifact_into_the_next(run_suite, pytester, faul
 
 @pytest.mark.parametrize("isolation", ["fork", "process"])
 def test_children_get_a_clean_environment_limits_and_their_own_cwd(
-    run_suite, pytester, faulty, monkeypatch, isolation
+    run_suite, pytester, faulty, monkeypatch, isolation, child_writable
 ):
-    seen = pytester.path / "environ.json"
+    seen = child_writable / "environ.json"
     # the signing key is a secret the child must not see; the store is signed with it
     monkeypatch.setenv("PYTEST_PERSIST_KEY", "ab" * 32)
     faulty("environ", "environ", str(seen))
@@ -304,8 +304,10 @@ def test_thread_pools_work_in_forked_children(run_suite, pytester):
     assert "decision_function" in records["t.py::test_svc"]["compared_methods"]
 
 
-def test_under_xdist_each_worker_has_its_own_loader(run_suite, pytester, faulty, iris):
-    seen = pytester.path / "seen.jsonl"
+def test_under_xdist_each_worker_has_its_own_loader(
+    run_suite, pytester, faulty, iris, child_writable
+):
+    seen = child_writable / "seen.jsonl"
     for index in range(6):  # xdist sends each worker two of them first
         faulty(f"record_{index}", "record", str(seen))
     _good(pytester, iris, "y_good")
@@ -408,11 +410,11 @@ def test_a_server_for_a_store_imports_what_its_entries_use(tmp_path, iris):
 
 @pytest.mark.parametrize("with_skops", [True, False])
 def test_the_server_imports_the_backends_the_store_uses(
-    run_suite, pytester, faulty, iris, with_skops
+    run_suite, pytester, faulty, iris, with_skops, child_writable
 ):
     """The server starts at configure with numpy, scipy and scikit-learn, then imports what the
     store's backends load with; a pickled artifact sees in ``sys.modules`` what it had."""
-    seen = pytester.path / "modules.json"
+    seen = child_writable / "modules.json"
     faulty("a_modules", "modules", str(seen))
     if with_skops:
         X, y = iris
@@ -462,11 +464,13 @@ def test_the_servers_warm_up_starts_no_thread(tmp_path):
 
 
 @pytest.mark.parametrize("isolation", ["fork", "process"])
-def test_the_next_check_runs_while_this_one_is_waited_for(run_suite, pytester, faulty, isolation):
+def test_the_next_check_runs_while_this_one_is_waited_for(
+    run_suite, pytester, faulty, isolation, child_writable
+):
     """Each item hands the next item's artifact to the loader before it waits for its own, so
     two children load at once (each forked from the untouched server, as the leak test shows,
     or two fresh interpreters)."""
-    seen = pytester.path / "intervals.jsonl"
+    seen = child_writable / "intervals.jsonl"
     faulty("a_first", "interval", str(seen))
     faulty("b_second", "interval", str(seen))
     run = run_suite("", "--persist-load=store", f"--persist-load-isolation={isolation}")
@@ -480,11 +484,11 @@ def test_the_next_check_runs_while_this_one_is_waited_for(run_suite, pytester, f
 
 @pytest.mark.parametrize("isolation", ["fork", "process"])
 def test_a_check_started_ahead_in_vain_leaves_nothing_behind(
-    run_suite, pytester, faulty, monkeypatch, isolation
+    run_suite, pytester, faulty, monkeypatch, isolation, child_writable
 ):
     """``-x`` stops after the first failure; the next artifact's child, already loading, is
     killed with the loader and its working directory removed."""
-    pid_file = pytester.path / "lingering.pid"
+    pid_file = child_writable / "lingering.pid"
     faulty("a_drift", "drift", str(pid_file))  # fails once the next one is loading
     faulty("b_linger", "linger", str(pid_file))
     tmp = pytester.path / "tmp"

@@ -96,10 +96,10 @@ def misbehaving_module(pytester, monkeypatch, marker: Path):
 # signatures
 
 
-def test_tampered_pickle_is_never_unpickled(pytester, model, iris):
+def test_tampered_pickle_is_never_unpickled(pytester, model, iris, child_writable):
     X, y = iris
     entry = store_model(pytester.path / "store", model, X, y, test_id="t.py::test_evil")
-    marker = pytester.path / "MARKER"
+    marker = child_writable / "MARKER"
     tamper(entry.path, evil_pickle(marker))
 
     result, statuses = load_store(pytester)
@@ -182,12 +182,14 @@ def test_ini_key_file_relative_to_the_ini_signs_and_checks(run_suite, pytester):
     assert "not signed by a trusted key" in result.stdout.str()
 
 
-def test_store_signed_by_another_key_needs_that_key(pytester, model, iris, monkeypatch):
+def test_store_signed_by_another_key_needs_that_key(
+    pytester, model, iris, monkeypatch, child_writable
+):
     X, y = iris
     ci_secret = secrets.token_bytes(32)
     ci = SigningKey(ci_secret, "ci")
     store_model(pytester.path / "store", model, X, y, test_id="t.py::test_ci", key=ci)
-    marker = pytester.path / "unpickled"
+    marker = child_writable / "unpickled"
     misbehaving = misbehaving_module(pytester, monkeypatch, marker)
     store_model(
         pytester.path / "store",
@@ -339,9 +341,11 @@ def test_symlinks_leading_out_of_an_entry_are_refused(pytester, model, iris, tmp
 
 
 @pytest.mark.parametrize("problem", ["corrupt", "readable", "missing-trust-key", "bad-env"])
-def test_bad_key_input_is_a_usage_error_and_nothing_loads(pytester, iris, monkeypatch, problem):
+def test_bad_key_input_is_a_usage_error_and_nothing_loads(
+    pytester, iris, monkeypatch, problem, child_writable
+):
     X, _ = iris
-    marker = pytester.path / "unpickled"
+    marker = child_writable / "unpickled"
     misbehaving = misbehaving_module(pytester, monkeypatch, marker)
     store_model(pytester.path / "store", misbehaving.Misbehaving().fit(X), X, None)
     path = pytester.path / "my.key"
@@ -415,7 +419,7 @@ def test_saving_again_replaces_only_the_tests_that_ran(run_suite, pytester, monk
 # everything at once, under xdist
 
 
-def test_mixed_store_under_xdist(pytester, model, iris, tmp_path):
+def test_mixed_store_under_xdist(pytester, model, iris, tmp_path, child_writable):
     X, y = iris
     root = pytester.path / "store"
     ci_secret = secrets.token_bytes(32)
@@ -424,7 +428,7 @@ def test_mixed_store_under_xdist(pytester, model, iris, tmp_path):
         store_model(root, model, X, y, backend=backend, test_id="t.py::test_mine")
         store_model(root, model, X, y, backend=backend, test_id="t.py::test_ci", key=ci)
         store_model(root, model, X, y, backend=backend, test_id="t.py::test_old", sign=False)
-    marker = tmp_path / "MARKER"
+    marker = child_writable / "MARKER"
     evil = store_model(root, model, X, y, test_id="t.py::test_evil")
     tamper(evil.path, evil_pickle(marker))
 
