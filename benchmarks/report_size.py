@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pytest_persist.report import read_json_report, write_json_report
+from pytest_persist.results.report import read_json_report, write_json_report
 
 
 def main(path: str) -> None:

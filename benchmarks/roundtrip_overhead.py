@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_persist.compare import PREDICTION_METHODS
+from pytest_persist.roundtrip.compare import PREDICTION_METHODS
 
 BACKENDS = ("pickle", "joblib", "joblib-mmap", "joblib-compressed", "cloudpickle", "skops", "onnx")
 #: The plugin's time, split; ``other`` is the rest (validation, temp dirs, versions, ...).
@@ -82,7 +82,7 @@ def time_limit(seconds: float) -> Iterator[None]:
 
 
 class PluginParts:
-    """Wraps ``pytest_persist.roundtrip``'s steps to split one ``check_persistence`` call."""
+    """Wraps ``pytest_persist.roundtrip.run``'s steps to split one ``check_persistence`` call."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
@@ -93,7 +93,7 @@ class PluginParts:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
-        from pytest_persist import roundtrip
+        from pytest_persist.roundtrip import run as roundtrip
 
         names = (
             "expected_outputs",
@@ -702,7 +702,7 @@ class SweepTotals:
 
 def fitted_instances(every: int) -> tuple[list[tuple[str, Any, Any, Any]], dict[str, str]]:
     """``default_instances()[::every]`` fitted on ``make_fit_data`` (not timed)."""
-    from pytest_persist.estimator_data import default_instances, make_fit_data
+    from pytest_persist.estimators.fit_data import default_instances, make_fit_data
 
     fitted, failed = [], {}
     for name, estimator in default_instances()[::every]:

@@ -47,8 +47,8 @@ HAND_LOOP = textwrap.dedent(
     import json, pickle, sys, time
     started = time.perf_counter()
     import numpy, sklearn, joblib, cloudpickle
-    from pytest_persist.store import entry_dirs, read_entry
-    from pytest_persist.compare import call_method
+    from pytest_persist.store.entries import entry_dirs, read_entry
+    from pytest_persist.roundtrip.compare import call_method
     imported = time.perf_counter()
     loaders = {"pickle": lambda p: pickle.load(open(p, "rb")), "joblib": joblib.load,
                "cloudpickle": lambda p: cloudpickle.load(open(p, "rb"))}
@@ -139,9 +139,9 @@ def build_store(root: Path) -> int:
 
 def save(root: Path, test_id: str, backend: str, estimator, X, y) -> None:
     from pytest_persist.backends import BackendCall, BackendRegistry
-    from pytest_persist.compare import compute_outputs
-    from pytest_persist.store import save_entry
-    from pytest_persist.versions import environment_fingerprint
+    from pytest_persist.environments.fingerprint import environment_fingerprint
+    from pytest_persist.roundtrip.compare import compute_outputs
+    from pytest_persist.store.entries import save_entry
 
     backend_obj = BackendRegistry()[backend]
     with tempfile.TemporaryDirectory() as work:

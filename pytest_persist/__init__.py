@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .backends import Backend, BackendCall, BackendRegistry, UnsupportedEstimator
     from .checks import parametrize_with_persistence, persistence_checks
-    from .outcome import Difference, Outcome, OutcomeKind
-    from .roundtrip import PersistUsageError, RoundtripConfig, check_persistence
+    from .results.outcome import Difference, Outcome, OutcomeKind
+    from .roundtrip.run import PersistUsageError, RoundtripConfig, check_persistence
 
 __version__ = "0.1.0"
 
@@ -24,12 +24,12 @@ _EXPORTS = {
     "UnsupportedEstimator": "backends",
     "parametrize_with_persistence": "checks",
     "persistence_checks": "checks",
-    "Difference": "outcome",
-    "Outcome": "outcome",
-    "OutcomeKind": "outcome",
-    "PersistUsageError": "roundtrip",
-    "RoundtripConfig": "roundtrip",
-    "check_persistence": "roundtrip",
+    "Difference": "results.outcome",
+    "Outcome": "results.outcome",
+    "OutcomeKind": "results.outcome",
+    "PersistUsageError": "roundtrip.config",
+    "RoundtripConfig": "roundtrip.config",
+    "check_persistence": "roundtrip.run",
 }
 
 __all__ = [

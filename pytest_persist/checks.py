@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from .backends import BackendRegistry
-from .config import Expected, PersistUsageError, RoundtripConfig
-from .outcome import Outcome
-from .roundtrip import expected_outputs, run_roundtrip, validate_input
-from .settings import config_from_options
+from .results.outcome import Outcome
+from .roundtrip.config import Expected, PersistUsageError, RoundtripConfig
+from .roundtrip.run import expected_outputs, run_roundtrip, validate_input
+from .roundtrip.settings import config_from_options
 
 ExpectedFailed = Callable[[Any], dict[str, str]] | dict[str, str]
 #: Called after a passed round trip, while its artifact exists (``--persist-save``).
@@ -81,7 +81,7 @@ def fit_on_tag_data(estimator: Any, config: RoundtripConfig) -> tuple[Any, Any, 
     """Clone ``estimator``, fit it on data made from its tags, compute its expected outputs."""
     from sklearn.base import clone
 
-    from .estimator_data import make_fit_data
+    from .estimators.fit_data import make_fit_data
 
     fitted = clone(estimator)
     try:

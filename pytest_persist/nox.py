@@ -13,7 +13,7 @@ Importing this module never imports nox: only ``parametrize_rows`` does, lazily.
 
 from __future__ import annotations
 
-from .atlas import (
+from .atlas.aggregate import (
     ATLAS_FORMAT,
     REPORT_FORMAT,
     ReportError,
@@ -22,23 +22,12 @@ from .atlas import (
     merge_reports,
     read_report,
 )
-from .atlas_html import render_atlas_html
-from .atlas_markdown import render_atlas_markdown
-from .atlas_publish import render_findings, update_readme, write_atlas
-from .break_points import break_points
-from .compat_chain import CompatPair, chain_reports, compat_chain, loads_into
-from .nox_sessions import (
-    IMPORT_CHECK,
-    add_pyenv_to_path,
-    check_artifacts,
-    install_row,
-    parametrize_rows,
-    progress,
-    run_seconds,
-    save_artifacts,
-    start_run,
-)
-from .version_rows import (
+from .atlas.break_points import break_points
+from .atlas.chain import CompatPair, chain_reports, compat_chain, loads_into
+from .atlas.html_page import render_atlas_html
+from .atlas.markdown_page import render_atlas_markdown
+from .atlas.publish import render_findings, update_readme, write_atlas
+from .atlas.rows import (
     BASE_REQUIREMENTS,
     DEFAULT_EXTRAS,
     EXTRA_BACKENDS,
@@ -52,6 +41,17 @@ from .version_rows import (
     row_install_args,
     row_problems,
     validate_rows,
+)
+from .atlas.sessions import (
+    IMPORT_CHECK,
+    add_pyenv_to_path,
+    check_artifacts,
+    install_row,
+    parametrize_rows,
+    progress,
+    run_seconds,
+    save_artifacts,
+    start_run,
 )
 
 __all__ = [

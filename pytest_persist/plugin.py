@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import hookspecs
-from .outcome import Outcome
+from .options import add_options, session_defaults
+from .results.outcome import Outcome
 from .store_items import (
     REPORT_ATTRIBUTE,
     STORE_SETTINGS_KEY,
@@ -40,113 +41,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("persist", "model persistence (pytest-persist)")
-    group.addoption(
-        "--persist-backends",
-        metavar="NAMES",
-        help="comma-separated backends to run (default: every registered backend; "
-        "ini: persist_backends)",
-    )
-    group.addoption(
-        "--persist-strict",
-        action="store_true",
-        default=None,
-        help="fail, rather than skip, when a backend cannot handle an estimator "
-        "(ini: persist_strict)",
-    )
-    group.addoption(
-        "--persist-trusted",
-        metavar="TYPES",
-        help="comma-separated types skops may load; needing any other fails the test "
-        "(ini: persist_trusted; the marker's trusted= wins)",
-    )
-    group.addoption(
-        "--persist-max-label-flips",
-        metavar="FRACTION",
-        type=float,
-        help="fraction of labels allowed to flip, e.g. under ONNX float32 (default 0; "
-        "ini: persist_max_label_flips)",
-    )
-    group.addoption(
-        "--persist-save",
-        metavar="DIR",
-        help="also store every passed round trip in DIR (artifact, X, expected outputs, "
-        "environment, checksums) to check it later, elsewhere, with --persist-load",
-    )
-    group.addoption(
-        "--persist-load",
-        metavar="DIR",
-        help="check every artifact stored in DIR in this environment, each as its own test "
-        "(loaded in an isolated child process; select them alone with -k persist_load)",
-    )
-    group.addoption(
-        "--persist-version-warning",
-        choices=("record", "error"),
-        default=None,
-        help="scikit-learn version warnings while loading: record them beside the outcome "
-        "(default) or fail at the first one (ini: persist_version_warning)",
-    )
-    group.addoption(
-        "--persist-load-timeout",
-        metavar="SECONDS",
-        type=float,
-        default=None,
-        help="give up on a stored artifact whose load and predictions take longer "
-        "(default 120; ini: persist_load_timeout)",
-    )
-    group.addoption(
-        "--persist-load-isolation",
-        choices=("fork", "process"),
-        default=None,
-        help="how each stored artifact is isolated: a forked child of a warm loader that "
-        "imported scikit-learn once (default, Linux), or a fresh interpreter each "
-        "(ini: persist_load_isolation)",
-    )
-    group.addoption(
-        "--persist-load-max-memory",
-        metavar="SIZE",
-        default=None,
-        help="memory one stored artifact's check may allocate, e.g. 2GiB, 512MB, none "
-        "(default 4GiB; ini: persist_load_max_memory)",
-    )
-    group.addoption(
-        "--persist-key-file",
-        metavar="FILE",
-        help="sign saved entries with the key in FILE (default: $PYTEST_PERSIST_KEY, else a "
-        "per-user key created on first save; ini: persist_key_file)",
-    )
-    group.addoption(
-        "--persist-trust-key",
-        metavar="FILE",
-        action="append",
-        default=None,
-        help="also trust entries signed with the key in FILE, e.g. a CI secret (repeatable; "
-        "ini: persist_trust_keys)",
-    )
-    group.addoption(
-        "--persist-trust-unsigned",
-        action="store_true",
-        default=False,
-        help="unpickle stored entries not signed by a trusted key anyway (each is reported)",
-    )
-    group.addoption(
-        "--persist-report", metavar="FILE.json", help="write a JSON report of every record"
-    )
-    group.addoption(
-        "--persist-report-md",
-        metavar="FILE.md",
-        help="write a markdown report (for a CI job summary, e.g. $GITHUB_STEP_SUMMARY)",
-    )
-    parser.addini("persist_backends", "backends to run (names, comma or space separated)")
-    parser.addini("persist_strict", "fail when a backend cannot handle an estimator", "bool")
-    parser.addini("persist_trusted", "types skops may load (names, comma or space separated)")
-    parser.addini("persist_max_label_flips", "fraction of labels allowed to flip (default 0)")
-    parser.addini("persist_version_warning", "record | error (see --persist-version-warning)")
-    parser.addini("persist_load_timeout", "seconds allowed per stored artifact (default 120)")
-    parser.addini("persist_load_isolation", "fork | process (see --persist-load-isolation)")
-    parser.addini("persist_load_max_memory", "memory per stored artifact's check (default 4GiB)")
-    parser.addini("persist_key_file", "key file saved entries are signed with")
-    parser.addini("persist_trust_keys", "key files whose signatures are trusted", "paths")
+    add_options(parser)
 
 
 def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
@@ -158,8 +53,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     start_loader(config)  # an xdist worker looks like its controller until configure
     from .backends import BackendRegistry
+    from .roundtrip.settings import KEYWORDS, parse_name_list
     from .runner import SessionSettings
-    from .settings import KEYWORDS, parse_name_list
 
     config.addinivalue_line(
         "markers",
@@ -178,7 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
         registry=registry,
         enabled=enabled,
         strict=bool(config.getini("persist_strict") if strict is None else strict),
-        defaults=_session_defaults(config),
+        defaults=session_defaults(config),
     )
     config.stash[STORE_SETTINGS_KEY] = store_settings(
         config, registry, config.stash[SETTINGS_KEY].defaults
@@ -191,37 +86,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.hook.pytest_persist_register_onnx_converters(register=register_onnx_converter)
 
 
-def _session_defaults(config: pytest.Config) -> dict[str, Any]:
-    """Marker keywords whose defaults the command line or ini set for the whole session."""
-    from .roundtrip import PersistUsageError
-    from .settings import build_request, parse_name_list
-
-    defaults: dict[str, Any] = {}
-    trusted = config.getoption("persist_trusted") or config.getini("persist_trusted")
-    if trusted:
-        defaults["trusted"] = parse_name_list(trusted)
-    flips = config.getoption("persist_max_label_flips")
-    if flips is None and config.getini("persist_max_label_flips"):
-        try:
-            flips = float(config.getini("persist_max_label_flips"))
-        except ValueError:
-            raise pytest.UsageError(
-                "persist_max_label_flips must be a number, got "
-                f"{config.getini('persist_max_label_flips')!r}"
-            ) from None
-    if flips is not None:
-        defaults["max_label_flips"] = flips
-    try:
-        build_request({}, where="pytest-persist options", defaults=defaults)
-    except PersistUsageError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    return defaults
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     from .checks import recorded_checks
-    from .runner import persistence_params
-    from .settings import build_request
+    from .runner import marker_params, persistence_params
 
     checks = recorded_checks(metafunc.function, metafunc.cls)
     if checks is not None:  # @parametrize_with_persistence(...): (estimator, check) items
@@ -235,51 +102,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "persist_roundtrip" not in metafunc.fixturenames:
         return  # nothing to parametrize; pytest_runtest_setup says what is missing
     where = f"@pytest.mark.{MARKER} on {metafunc.definition.nodeid}"
-    problem = _marker_problem(metafunc, marker, where)
-    if problem is not None:  # fail this test alone, clearly, and let the others run
-        metafunc.parametrize("persist_backend", [pytest.param(problem, id="usage-error")])
-        return
-    settings = metafunc.config.stash[SETTINGS_KEY]
-    request = build_request(dict(marker.kwargs), where=where)
-    names = settings.registry.select(request.backends, request.exclude)
-    params = []
-    for name in (n for n in names if n in settings.enabled):
-        backend = settings.registry[name]
-        marks = [] if backend.is_available() else [pytest.mark.skip(backend.unavailable_reason())]
-        if name in request.xfail:
-            marks.append(pytest.mark.xfail(reason=request.xfail[name], strict=True))
-        params.append(pytest.param(name, marks=marks, id=name))
-    if not params:
-        asked, enabled = ", ".join(names) or "none", ", ".join(settings.enabled)
-        reason = (
-            f"none of the backends this test asks for ({asked}) is enabled in this session "
-            f"(--persist-backends / persist_backends: {enabled})"
-        )
-        params = [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="no-backend")]
+    params = marker_params(marker, metafunc.config.stash[SETTINGS_KEY], where)
     metafunc.parametrize("persist_backend", params)
-
-
-class UsageProblem(str):
-    """A marker that cannot be honoured; the item fails with this message."""
-
-
-def _marker_problem(metafunc: pytest.Metafunc, marker: pytest.Mark, where: str) -> str | None:
-    from .roundtrip import PersistUsageError
-    from .settings import build_request
-
-    if marker.args:
-        return UsageProblem(f"{where}: takes keyword arguments only, got {marker.args!r}")
-    settings = metafunc.config.stash[SETTINGS_KEY]
-    try:
-        request = build_request(dict(marker.kwargs), where=where)
-        settings.registry.select(
-            request.backends, request.exclude, also_known=request.named_backends
-        )
-    except PersistUsageError as exc:
-        return UsageProblem(str(exc))
-    except ValueError as exc:
-        return UsageProblem(f"{where}: {exc}")
-    return None
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -355,7 +179,7 @@ def persist_roundtrip(
     request: pytest.FixtureRequest, persist_backend: str | None, tmp_path: Any
 ) -> PersistRoundtrip:
     """Callable ``persist_roundtrip(estimator, X, y=None, **keywords)``; see the README."""
-    from .runner import PersistRoundtrip
+    from .runner import PersistRoundtrip, UsageProblem
 
     if isinstance(persist_backend, UsageProblem):
         pytest.fail(f"pytest-persist usage error: {persist_backend}", pytrace=False)

@@ -13,15 +13,15 @@ import pytest
 
 from .backends import BackendRegistry
 from .checks import EstimatorChecks, PersistenceCheck, SharedFit, estimator_id
-from .outcome import Outcome, OutcomeKind
-from .roundtrip import (
+from .results.outcome import Outcome, OutcomeKind
+from .roundtrip.run import (
     PersistUsageError,
     expected_outputs,
     outputs_to_store,
     run_roundtrip,
     validate_input,
 )
-from .settings import KEYWORDS, RoundtripRequest, build_request
+from .roundtrip.settings import KEYWORDS, RoundtripRequest, build_request
 
 
 class PersistStateWarning(UserWarning):
@@ -331,4 +331,48 @@ def persistence_params(checks: EstimatorChecks, settings: SessionSettings, where
             f"(--persist-backends / persist_backends: {', '.join(settings.enabled)})"
         )
         params = [pytest.param(None, None, marks=pytest.mark.skip(reason=reason), id="no-backend")]
+    return params
+
+
+class UsageProblem(str):
+    """A marker that cannot be honoured; the item fails with this message."""
+
+
+def marker_problem(marker: pytest.Mark, where: str, registry: BackendRegistry) -> str | None:
+    """Why ``marker`` cannot be honoured on this test (None: it can)."""
+    if marker.args:
+        return UsageProblem(f"{where}: takes keyword arguments only, got {marker.args!r}")
+    try:
+        request = build_request(dict(marker.kwargs), where=where)
+        registry.select(request.backends, request.exclude, also_known=request.named_backends)
+    except PersistUsageError as exc:
+        return UsageProblem(str(exc))
+    except ValueError as exc:
+        return UsageProblem(f"{where}: {exc}")
+    return None
+
+
+def marker_params(marker: pytest.Mark, settings: SessionSettings, where: str) -> list[Any]:
+    """The ``persist_backend`` parameters of a test carrying ``marker``: one per backend it
+    asks for and the session enables (skipped when unavailable, xfail where it says so), or
+    one ``usage-error`` item naming what is wrong with the marker."""
+    problem = marker_problem(marker, where, settings.registry)
+    if problem is not None:  # fail this test alone, clearly, and let the others run
+        return [pytest.param(problem, id="usage-error")]
+    request = build_request(dict(marker.kwargs), where=where)
+    names = settings.registry.select(request.backends, request.exclude)
+    params = []
+    for name in (n for n in names if n in settings.enabled):
+        backend = settings.registry[name]
+        marks = [] if backend.is_available() else [pytest.mark.skip(backend.unavailable_reason())]
+        if name in request.xfail:
+            marks.append(pytest.mark.xfail(reason=request.xfail[name], strict=True))
+        params.append(pytest.param(name, marks=marks, id=name))
+    if not params:
+        asked, enabled = ", ".join(names) or "none", ", ".join(settings.enabled)
+        reason = (
+            f"none of the backends this test asks for ({asked}) is enabled in this session "
+            f"(--persist-backends / persist_backends: {enabled})"
+        )
+        params = [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="no-backend")]
     return params

@@ -1,7 +1,7 @@
 """The pytest side of the store: saving round trips (``--persist-save``), one test item per
 stored entry (``--persist-load``), and the records that feed the summary and the reports.
 
-Everything that decides anything lives in ``store``, ``isolated_load`` and ``report``; this
+Everything that decides anything lives in ``store``, ``isolation`` and ``results``; this
 module only turns their results into pytest results.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from .isolated_load import DEFAULT_TIMEOUT, PendingCheck, start_check, store_preload
-from .loader import (
+from .isolation.check import DEFAULT_TIMEOUT, PendingCheck, start_check, store_preload
+from .isolation.loader import (
     CORE_PRELOAD,
     DEFAULT_MAX_MEMORY,
     ISOLATIONS,
@@ -26,10 +26,10 @@ from .loader import (
     parse_size,
     stop_default_loaders,
 )
-from .outcome import Outcome, OutcomeKind
-from .report import Record, loaded_unsigned
-from .signing import SigningKey, SigningKeyError, TrustPolicy, own_key
-from .store import StoredEntry, StoreError, entry_dirs, entry_name, read_entry, save_entry
+from .results.outcome import Outcome, OutcomeKind
+from .results.report import Record, loaded_unsigned
+from .store.entries import StoredEntry, StoreError, entry_dirs, entry_name, read_entry, save_entry
+from .store.signing import SigningKey, SigningKeyError, TrustPolicy, own_key
 
 STORE_SETTINGS_KEY = pytest.StashKey["StoreSettings"]()
 #: The outcome of a stored-entry item, read by the report hooks.
@@ -83,7 +83,8 @@ def store_settings(
     ``defaults`` are the session-wide keywords (``--persist-trusted``,
     ``--persist-max-label-flips``); they apply to stored artifacts checked here too.
     """
-    from .versions import VERSION_WARNING_MODES, environment_fingerprint
+    from .environments.fingerprint import environment_fingerprint
+    from .environments.version_warnings import VERSION_WARNING_MODES
 
     def path(option: str) -> Path | None:
         value = config.getoption(option)
@@ -265,7 +266,7 @@ def start_loader(config: pytest.Config, options: argparse.Namespace | None = Non
 
 def preload_store_backends(config: pytest.Config) -> None:
     """Have the fork loader also import the scikit-learn subpackages and the backends the
-    store's entries use (``isolated_load.store_preload``: skops.io alone takes 0.3-0.9 s to
+    store's entries use (``isolation.check.store_preload``: skops.io alone takes 0.3-0.9 s to
     import, all the subpackages together 0.3 s); the entries read here are kept for the
     collector."""
     settings: StoreSettings = config.stash[STORE_SETTINGS_KEY]
@@ -490,7 +491,7 @@ class PersistReporter:
             pending.discard()
         if self.is_worker:
             return  # the xdist controller writes the reports
-        from .report import write_json_report, write_markdown_report
+        from .results.report import write_json_report, write_markdown_report
 
         if self.settings.report_json is not None:
             write_json_report(
@@ -504,7 +505,7 @@ class PersistReporter:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker:
             return
-        from .report import summary_lines
+        from .results.report import summary_lines
 
         lines = summary_lines(self.settings.records, backend_order=self._order())
         isolation = isolation_line(self.settings.records)

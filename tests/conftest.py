@@ -64,9 +64,9 @@ def run_suite(pytester: pytest.Pytester):
 @pytest.fixture
 def child_writable(tmp_path_factory: pytest.TempPathFactory):
     """A fresh directory a loader child may write into, for a test's fake model to record
-    what it saw: the child's sandbox (``pytest_persist.sandbox``) allows writes only beneath
-    its own check directory and ``/dev/shm`` (joblib's semaphores), never into the test's
-    folders or the store."""
+    what it saw: the child's sandbox (``pytest_persist.isolation.sandbox``) allows writes
+    only beneath its own check directory and ``/dev/shm`` (joblib's semaphores), never into
+    the test's folders or the store."""
     import shutil
     import tempfile
     from pathlib import Path

@@ -8,9 +8,9 @@ from pathlib import Path
 import sklearn
 
 from pytest_persist.backends import BackendCall, BackendRegistry
-from pytest_persist.compare import compute_outputs
-from pytest_persist.store import StoredEntry, read_entry, save_entry
-from pytest_persist.versions import environment_fingerprint
+from pytest_persist.environments.fingerprint import environment_fingerprint
+from pytest_persist.roundtrip.compare import compute_outputs
+from pytest_persist.store.entries import StoredEntry, read_entry, save_entry
 
 REGISTRY = BackendRegistry()
 

@@ -18,8 +18,8 @@ from sklearn.tree import DecisionTreeClassifier
 
 from pytest_persist import OutcomeKind, PersistUsageError, check_persistence
 from pytest_persist.backends.pickle_protocol import PickleBackend
-from pytest_persist.compare import compare_outputs
-from pytest_persist.state import compare_state
+from pytest_persist.roundtrip.compare import compare_outputs
+from pytest_persist.roundtrip.state import compare_state
 
 
 def _compare(want, got, **kw):

@@ -283,7 +283,7 @@ def test_noisy(persist_roundtrip):
 
 
 def test_a_saved_artifact_stores_only_what_answered_the_same_twice(run_suite, pytester):
-    from pytest_persist.store import iter_entries
+    from pytest_persist.store.entries import iter_entries
 
     run = run_suite(SAVED_SUITE, "--persist-save", "store")
     assert run.result.ret == 0, run.text

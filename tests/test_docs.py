@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_persist.settings import KEYWORDS
+from pytest_persist.roundtrip.settings import KEYWORDS
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 

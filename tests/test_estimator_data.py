@@ -1,4 +1,5 @@
-"""Tests for pytest_persist.estimator_data: every default instance fits and predicts on its data."""
+"""Tests for pytest_persist.estimators.fit_data: every default instance fits and predicts on
+its data."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from sklearn.base import clone
 from sklearn.utils import all_estimators
 from threadpoolctl import threadpool_limits
 
-from pytest_persist import estimator_data
-from pytest_persist.estimator_data import (
+from pytest_persist.estimators import fit_data as estimator_data
+from pytest_persist.estimators.fit_data import (
     N_FEATURES,
     NOT_BUILT,
     DataTags,
@@ -322,7 +323,7 @@ def test_module_is_pytest_free():
     # unimportable, the module must still build every instance and its data.
     code = (
         "import sys; sys.modules['pytest'] = None; sys.modules['_pytest'] = None\n"
-        "import pytest_persist.estimator_data as m\n"
+        "import pytest_persist.estimators.fit_data as m\n"
         "m.make_fit_data(m.default_instances()[0][1])"
     )
     root = Path(estimator_data.__file__).resolve().parents[1]

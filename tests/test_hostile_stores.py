@@ -16,8 +16,8 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from store_helpers import store_model
 
-from pytest_persist.sandbox import landlock_abi
-from pytest_persist.signing import SIGNATURE_FILE, load_key_file, user_key_path
+from pytest_persist.isolation.sandbox import landlock_abi
+from pytest_persist.store.signing import SIGNATURE_FILE, load_key_file, user_key_path
 
 needs_landlock = pytest.mark.skipif(
     landlock_abi() < 1, reason="the filesystem sandbox needs Linux's Landlock (kernel >= 5.13)"
@@ -186,8 +186,8 @@ def test_a_loaded_model_cannot_read_keys_or_write_into_the_store(
     artifact.write_bytes(pickle.dumps(_Reads(path, mode), protocol=5))
     backend_name = "pickle"
     from pytest_persist.backends import BackendRegistry
-    from pytest_persist.store import save_entry
-    from pytest_persist.versions import environment_fingerprint
+    from pytest_persist.environments.fingerprint import environment_fingerprint
+    from pytest_persist.store.entries import save_entry
 
     key_arg = load_key_file(key) if target == "key-file" else None
     save_entry(

@@ -52,7 +52,7 @@ def judge_records(records: list[dict]) -> tuple[dict[str, Counter], list[str]]:
     a method unless the estimator has none; ONNX passes or says it has no converter."""
     from imblearn.utils.testing import all_estimators
 
-    from pytest_persist.compare import PREDICTION_METHODS
+    from pytest_persist.roundtrip.compare import PREDICTION_METHODS
 
     classes = dict(all_estimators())
     counts: dict[str, Counter] = {}

@@ -19,8 +19,8 @@ from store_helpers import MISBEHAVING, REGISTRY, skew_versions, store_model
 
 from pytest_persist.backends import BackendRegistry
 from pytest_persist.backends.pickle_protocol import PickleBackend
-from pytest_persist.isolated_load import check_entry
-from pytest_persist.outcome import OutcomeKind
+from pytest_persist.isolation.check import check_entry
+from pytest_persist.results.outcome import OutcomeKind
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +235,7 @@ def test_versions_show_what_changed(iris, tmp_path):
 def test_a_loader_that_died_is_restarted(iris, tmp_path):
     import signal
 
-    from pytest_persist.loader import ForkLoader
+    from pytest_persist.isolation.loader import ForkLoader
 
     X, y = iris
     entry = store_model(tmp_path / "store", LogisticRegression(max_iter=500).fit(X, y), X, y)

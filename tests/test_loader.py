@@ -20,8 +20,8 @@ from sklearn.svm import SVC
 from store_helpers import store_model
 
 from pytest_persist.backends import BackendRegistry
-from pytest_persist.isolated_load import store_preload
-from pytest_persist.loader import (
+from pytest_persist.isolation.check import store_preload
+from pytest_persist.isolation.loader import (
     BASE_PRELOAD,
     CORE_PRELOAD,
     DEFAULT_MAX_MEMORY,
@@ -433,7 +433,7 @@ def test_the_server_starts_before_the_conftests_load(run_suite, pytester, iris, 
     pytester.makeconftest(
         """
         import json
-        from pytest_persist.loader import default_loader
+        from pytest_persist.isolation.loader import default_loader
 
         with open("started.json", "w") as handle:
             json.dump(default_loader().started_at is not None, handle)
@@ -449,7 +449,7 @@ def test_the_servers_warm_up_starts_no_thread(tmp_path):
     thread behind (an OpenMP pool would be copied into every child broken)."""
     code = (
         "import importlib, os\n"
-        "from pytest_persist.loader import BASE_PRELOAD\n"
+        "from pytest_persist.isolation.loader import BASE_PRELOAD\n"
         "for name in BASE_PRELOAD: importlib.import_module(name)\n"
         "print(len(os.listdir('/proc/self/task')))\n"
     )
@@ -524,8 +524,8 @@ def test_checks_in_flight_when_the_server_dies_end_and_the_next_one_passes(tmp_p
     import os
     import signal
 
-    from pytest_persist.isolated_load import start_check
-    from pytest_persist.outcome import OutcomeKind
+    from pytest_persist.isolation.check import start_check
+    from pytest_persist.results.outcome import OutcomeKind
 
     X, y = iris
     entry = store_model(tmp_path / "store", LogisticRegression(max_iter=300).fit(X, y), X, y)

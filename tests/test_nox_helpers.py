@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from pytest_persist import atlas_publish as pn_publish
 from pytest_persist import nox as pn
-from pytest_persist import version_rows
+from pytest_persist.atlas import publish as pn_publish
+from pytest_persist.atlas import rows as version_rows
 from pytest_persist.nox import CompatPair, ReportError, RowError, VersionRow
 
 OLD = {"python": "3.10.13", "scikit-learn": "1.0.2", "numpy": "1.21.6", "scipy": "1.11.4"}

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from pytest_persist import nox as pn
-from pytest_persist.report import expand_environments
+from pytest_persist.results.report import expand_environments
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from pytest_persist import outputs_codec
+from pytest_persist.store import codec as outputs_codec
 
 
 def roundtrip(value: Any, tmp_path, name: str = "predict") -> Any:
@@ -237,7 +237,7 @@ def test_pandas_not_imported_for_plain_data(tmp_path):
 
     code = (
         "import sys, numpy as np\n"
-        "from pytest_persist import outputs_codec\n"
+        "from pytest_persist.store import codec as outputs_codec\n"
         f"outputs_codec.write(r'{tmp_path / 'a.npz'}', r'{tmp_path / 'a.json'}',"
         " {'outputs': {'predict': np.arange(3)}})\n"
         f"outputs_codec.read(r'{tmp_path / 'a.npz'}', r'{tmp_path / 'a.json'}')\n"

@@ -153,13 +153,13 @@ def _layout_modules() -> list[str]:
     return names
 
 
-def test_the_layout_lists_every_module_once():
+def test_the_layout_lists_every_room_once():
+    """Layout names each top-level module and each subpackage (``name/``), not every file."""
     listed = _layout_modules()
     package = ROOT / "pytest_persist"
     present = sorted(
-        str(path.relative_to(package))
-        for path in package.rglob("*")
-        if path.is_file() and path.suffix in (".py", ".typed") and "__pycache__" not in path.parts
+        [p.name for p in package.iterdir() if p.is_file() and p.suffix in (".py", ".typed")]
+        + [f"{p.name}/" for p in package.iterdir() if (p / "__init__.py").is_file()]
     )
     duplicated = sorted({name for name in listed if listed.count(name) > 1})
     assert not duplicated, f"listed twice in Layout: {duplicated}"

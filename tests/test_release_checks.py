@@ -13,7 +13,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from pytest_persist import PersistUsageError, check_persistence
-from pytest_persist.store import iter_entries
+from pytest_persist.store.entries import iter_entries
 
 CONFTEST = """
 import pickle

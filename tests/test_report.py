@@ -10,9 +10,11 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from pytest_persist import check_persistence
+from pytest_persist.environments.fingerprint import environment_fingerprint
+from pytest_persist.environments.version_warnings import VersionWarningRecord
 from pytest_persist.nox import merge_reports
-from pytest_persist.outcome import Difference, Outcome, OutcomeKind, VersionWarningRecord
-from pytest_persist.report import (
+from pytest_persist.results.outcome import Difference, Outcome, OutcomeKind
+from pytest_persist.results.report import (
     Record,
     environment_id,
     read_json_report,
@@ -20,7 +22,6 @@ from pytest_persist.report import (
     write_json_report,
     write_markdown_report,
 )
-from pytest_persist.versions import environment_fingerprint
 
 
 def warning(estimator="DecisionTreeClassifier", old="1.2.2", new="1.9.1"):

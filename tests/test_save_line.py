@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from pytest_persist.store import entry_dirs
+from pytest_persist.store.entries import entry_dirs
 
 SUITE = """
 import pytest

@@ -10,7 +10,7 @@ import stat
 
 import pytest
 
-from pytest_persist.signing import (
+from pytest_persist.store.signing import (
     SIGNATURE_FILE,
     SigningKey,
     SigningKeyError,

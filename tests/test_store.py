@@ -18,8 +18,9 @@ import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from pytest_persist import store
-from pytest_persist.store import (
+from pytest_persist.environments.fingerprint import environment_fingerprint
+from pytest_persist.store import entries as store
+from pytest_persist.store.entries import (
     STORE_FORMAT_VERSION,
     StoreError,
     TamperedArtifactError,
@@ -28,7 +29,6 @@ from pytest_persist.store import (
     read_entry,
     save_entry,
 )
-from pytest_persist.versions import environment_fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -294,7 +294,7 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import sys, pickle, numpy as np
     from sklearn.linear_model import LinearRegression
-    from pytest_persist.store import save_entry
+    from pytest_persist.store.entries import save_entry
     root, artifact = sys.argv[1], sys.argv[2]
     X = np.ones((2_000_000, 8))  # 128 MB: a save takes long enough to be killed in the middle
     model = LinearRegression().fit(X[:100], X[:100, 0])

@@ -14,7 +14,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from store_helpers import MISBEHAVING, skew_versions, store_model
 
-from pytest_persist.store import iter_entries
+from pytest_persist.store.entries import iter_entries
 
 SUITE = """
 import pytest

@@ -13,7 +13,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from pytest_persist import OutcomeKind, check_persistence
-from pytest_persist.estimator_data import NOT_BUILT, default_instances, make_fit_data
+from pytest_persist.estimators.fit_data import NOT_BUILT, default_instances, make_fit_data
 
 INSTANCES = default_instances()
 

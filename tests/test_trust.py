@@ -21,8 +21,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from store_helpers import MISBEHAVING, store_model
 
-from pytest_persist.signing import SIGNATURE_FILE, SigningKey, own_key, sign_entry, user_key_path
-from pytest_persist.store import iter_entries
+from pytest_persist.store.entries import iter_entries
+from pytest_persist.store.signing import (
+    SIGNATURE_FILE,
+    SigningKey,
+    own_key,
+    sign_entry,
+    user_key_path,
+)
 
 _SUMMARY = re.compile(r"^(PASSED|FAILED|SKIPPED|ERROR) persist_load::(\S+)", re.MULTILINE)
 

@@ -15,10 +15,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from pytest_persist.versions import (
+from pytest_persist.environments.fingerprint import environment_fingerprint
+from pytest_persist.environments.version_warnings import (
     VersionSkewError,
     capture_version_warnings,
-    environment_fingerprint,
     parse_version_warning,
 )
 
@@ -54,7 +54,7 @@ def test_fingerprint_has_python_platform_and_libraries():
 def test_fingerprint_imports_no_heavy_library():
     code = (
         "import sys\n"
-        "from pytest_persist.versions import environment_fingerprint\n"
+        "from pytest_persist.environments.fingerprint import environment_fingerprint\n"
         "before = set(sys.modules)\n"
         "fp = environment_fingerprint()\n"
         "heavy = {'sklearn', 'scipy', 'pandas', 'onnxruntime', 'skl2onnx', 'skops'}\n"

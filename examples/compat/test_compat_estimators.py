@@ -2,7 +2,7 @@
 
 ``nox -s atlas`` runs this module (with ``test_compat_models.py``) with ``--persist-save`` in
 every version row, then checks the stored artifacts in the rows the chain says. The estimators
-and their data come from ``pytest_persist.estimator_data`` (tag-driven, scikit-learn 1.0-1.9):
+and their data come from ``pytest_persist.estimators.fit_data`` (tag-driven, scikit-learn 1.0-1.9):
 each row saves what its own scikit-learn lists, so an estimator added in 1.5 is saved from 1.5
 on. ONNX converts under the saving row's skl2onnx; the check runs the saved model under the
 loading row's onnxruntime.
@@ -19,7 +19,7 @@ import warnings
 
 import pytest
 
-from pytest_persist.estimator_data import NOT_BUILT, default_instances, make_fit_data
+from pytest_persist.estimators.fit_data import NOT_BUILT, default_instances, make_fit_data
 
 BACKENDS = ["joblib", "skops", "cloudpickle", "onnx"]
 

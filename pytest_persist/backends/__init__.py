@@ -1,4 +1,9 @@
-"""Persistence backends behind one small interface (see ``base.Backend``)."""
+"""Persistence backends behind one small interface (see ``base.Backend``), and their registry.
+
+One module per library: ``pickle_protocol`` (pickle, cloudpickle), ``joblib_files``,
+``skops_io``, ``onnx_runtime`` with ``onnx_converters``. Pytest-free; may import
+``estimators`` (the ONNX backend walks nested estimators), nothing above.
+"""
 
 from __future__ import annotations
 

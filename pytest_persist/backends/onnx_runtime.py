@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ..nested import nested_estimators
+from ..estimators.nested import nested_estimators
 from .base import Backend, BackendCall, UnsupportedEstimator
 from .onnx_converters import (
     CONVERTER_FAILED,

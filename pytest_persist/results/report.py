@@ -270,7 +270,7 @@ def backend_columns(seen: Iterable[str], order: Sequence[str] | None = None) -> 
     backends' order), then any others by name: the same columns whatever order records came in
     (serial or ``-n 2``)."""
     if order is None:
-        from .backends import builtin_backends
+        from ..backends import builtin_backends
 
         order = [backend.name for backend in builtin_backends()]
     seen = set(seen)

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .layout import ENTRY_FILE, SIGNATURE_FILE
+
 __all__ = [
     "ALGORITHM",
     "KEY_ENV",
@@ -43,7 +45,6 @@ __all__ = [
 ]
 
 KEY_ENV = "PYTEST_PERSIST_KEY"
-SIGNATURE_FILE = "signature.json"
 ALGORITHM = "hmac-sha256"
 _MIN_KEY_BYTES = 32
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
@@ -151,8 +152,6 @@ def own_key(key_file: Path | str | None = None, *, create: bool = False) -> Sign
 
 def sign_entry(directory: Path | str, key: SigningKey) -> Path:
     """Write ``signature.json`` for the ``entry.json`` in ``directory``; return its path."""
-    from .store import ENTRY_FILE
-
     directory = Path(directory)
     data = (directory / ENTRY_FILE).read_bytes()
     signature = {"algorithm": ALGORITHM, "key_id": key.key_id, "mac": key.mac(data)}

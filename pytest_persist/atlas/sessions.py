@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .compat_chain import CompatPair
-from .version_rows import (
+from .chain import CompatPair
+from .rows import (
     DEFAULT_EXTRAS,
     RowInstall,
     VersionRow,

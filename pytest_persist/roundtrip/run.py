@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Backend, BackendCall, BackendRegistry, UnsupportedEstimator
+from ..backends import Backend, BackendCall, BackendRegistry, UnsupportedEstimator
+from ..environments.version_warnings import capture_version_warnings
+from ..results.outcome import Difference, Outcome, OutcomeKind
 from .compare import (
     available_methods,
     call_method,
@@ -19,10 +21,8 @@ from .compare import (
     compute_outputs_once,
 )
 from .config import STATE_POLICIES, Expected, PersistUsageError, RoundtripConfig
-from .outcome import Difference, Outcome, OutcomeKind
 from .settings import config_from_options
 from .state import compare_state
-from .versions import capture_version_warnings
 
 __all__ = [
     "STATE_POLICIES",

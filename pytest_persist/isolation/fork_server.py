@@ -1,4 +1,5 @@
-"""The fork server behind ``loader.ForkLoader``: ``python -m pytest_persist.fork_server MODULE...``.
+"""The fork server behind ``loader.ForkLoader``:
+``python -m pytest_persist.isolation.fork_server MODULE...``.
 
 It imports the modules named on its command line once, runs the warm-ups of
 ``loader.WARM_UP``, then reads one JSON request per line on stdin and forks one isolated child
@@ -265,7 +266,7 @@ def _child(request_fd: int, done_fd: int, protocol_fd: int) -> None:
 
         faulthandler.enable()  # a crash prints the Python stack into stderr.txt
         _reseed()
-        from .isolated_load import run_child
+        from .child import run_child
 
         code = run_child(workdir, replace_environ=True)
         with contextlib.suppress(Exception):

@@ -1,46 +1,40 @@
-"""Where a model was saved and loaded: the environment fingerprint and version-warning capture.
+"""scikit-learn's version warnings while loading: recognised, recorded, or raised.
 
-Nothing here imports scikit-learn, numpy or any other heavy library: versions come from
-``importlib.metadata`` and warnings are recognised by their attributes or their message.
+Nothing here imports scikit-learn: warnings are recognised by their attributes (scikit-learn
+>= 1.3's ``InconsistentVersionWarning``) or their message (the ``UserWarning`` before it).
 """
 
 from __future__ import annotations
 
 import contextlib
-import platform
 import re
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib import metadata
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from .outcome import VersionWarningRecord
-
 __all__ = [
-    "FINGERPRINT_DISTRIBUTIONS",
     "VERSION_WARNING_MODES",
     "VersionSkewError",
+    "VersionWarningRecord",
     "capture_version_warnings",
-    "environment_fingerprint",
     "parse_version_warning",
 ]
 
-#: Distributions whose versions are recorded when installed, in this order.
-FINGERPRINT_DISTRIBUTIONS: tuple[str, ...] = (
-    "scikit-learn",
-    "numpy",
-    "scipy",
-    "joblib",
-    "cloudpickle",
-    "skops",
-    "skl2onnx",
-    "onnxruntime",
-    "pandas",
-    "pytest-persist",
-)
-
 VERSION_WARNING_MODES: tuple[str, ...] = ("record", "error")
+
+
+@dataclass
+class VersionWarningRecord:
+    """One version warning raised while loading (InconsistentVersionWarning or the older one)."""
+
+    estimator: str
+    original_version: str | None
+    current_version: str | None
+    category: str
+    message: str
+
 
 # scikit-learn < 1.3 warned with a plain UserWarning built from this text (the version numbers
 # themselves contain dots, so the current version ends at the ". This might" that follows it).
@@ -48,26 +42,6 @@ _OLD_STYLE = re.compile(
     r"Trying to unpickle estimator (?P<estimator>\S+) from version (?P<original>\S+?)"
     r" when using version (?P<current>\S+?)\.\s+This might lead to breaking code"
 )
-
-
-def environment_fingerprint() -> dict[str, str]:
-    """Python, platform and the versions of the libraries that decide whether a model loads.
-
-    Keys: ``python``, ``implementation``, ``platform``, ``machine``, then one per installed
-    distribution of ``FINGERPRINT_DISTRIBUTIONS`` (missing ones are left out).
-    """
-    fingerprint = {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-    }
-    for distribution in FINGERPRINT_DISTRIBUTIONS:
-        try:
-            fingerprint[distribution] = metadata.version(distribution)
-        except metadata.PackageNotFoundError:
-            continue
-    return fingerprint
 
 
 class VersionSkewError(Exception):

@@ -1,19 +1,9 @@
 """A versioned on-disk store of artifacts, saved in one environment and checked in another.
 
-Layout of a store directory ``root``::
-
-    root/
-      <test-slug>--<backend>-<hash>/     one entry per (test id, backend)
-        entry.json                       manifest: ids, estimator, environment, checksums...
-      signature.json                   HMAC-SHA256 of entry.json's bytes (see ``signing``)
-        artifact<suffix>                 what the backend wrote
-        data.npz, data.json              X, y and expected outputs (no pickle needed to read)
-      .tmp-...                           an entry being written (or left by a killed run)
-      .old-...                           an entry being replaced
-
-An entry is written in a temporary directory inside ``root`` and renamed into place, so a
-reader sees either no entry or a complete one, never a mix of two saves. Temporary
-directories are ignored by readers and removed once their writer is gone.
+One entry per (test id, backend), laid out as ``layout`` describes. An entry is written in a
+temporary directory inside the store and renamed into place, so a reader sees either no
+entry or a complete one, never a mix of two saves. Temporary directories are ignored by
+readers and removed once their writer is gone.
 """
 
 from __future__ import annotations
@@ -33,6 +23,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .layout import (
+    DATA_DESCRIPTION_FILE,
+    DATA_FILE,
+    ENTRY_FILE,
+    OLD_PREFIX,
+    STORE_FORMAT,
+    STORE_FORMAT_VERSION,
+    TEMP_PREFIX,
+)
 
 if TYPE_CHECKING:
     from .signing import SigningKey
@@ -56,14 +56,6 @@ __all__ = [
     "sha256_file",
 ]
 
-STORE_FORMAT = "pytest-persist-store-entry"
-STORE_FORMAT_VERSION = 1
-ENTRY_FILE = "entry.json"
-DATA_FILE = "data.npz"
-DATA_DESCRIPTION_FILE = "data.json"
-
-_TEMP_PREFIX = ".tmp-"
-_OLD_PREFIX = ".old-"
 _STALE_SECONDS = 24 * 3600  # a temporary directory this old is removed whoever wrote it
 _SLUG_LENGTH = 80
 _PARAM_REPR_LENGTH = 2000
@@ -117,7 +109,7 @@ def save_entry(
 
     ``artifact_path`` is the file (or directory) the backend wrote; it is copied. X, y and
     ``expected_outputs`` (method -> output) go into ``data.npz`` + ``data.json`` (see
-    ``outputs_codec``); ``extra`` is any user data (a score...), stored JSON-safe.
+    ``codec``); ``extra`` is any user data (a score...), stored JSON-safe.
     ``backend_options`` are handed back to the backend when the artifact is loaded;
     ``comparison`` (rtol, atol, exact, max_label_flips) is what the saving test allowed, so a
     check elsewhere judges by the same rule; ``untrusted_types`` are the types skops needed
@@ -126,7 +118,7 @@ def save_entry(
     first use), unless ``sign`` is False. Saving the same (test id, backend) again replaces
     the entry as a whole and leaves every other entry alone.
     """
-    from . import outputs_codec
+    from . import codec
 
     root = Path(root)
     artifact_path = Path(artifact_path)
@@ -148,7 +140,7 @@ def save_entry(
             shutil.copytree(artifact_path, temp / artifact_name, symlinks=False)
         else:
             shutil.copyfile(artifact_path, temp / artifact_name)
-        outputs_codec.write(
+        codec.write(
             temp / DATA_FILE,
             temp / DATA_DESCRIPTION_FILE,
             {"inputs": {"X": X, "y": y}, "outputs": dict(expected_outputs)},
@@ -201,7 +193,7 @@ def _publish(temp: Path, final: Path) -> None:
         except OSError:
             if not final.exists():
                 continue  # moved away by a concurrent save in between: try again
-        old = final.parent / f"{_OLD_PREFIX}{uuid.uuid4().hex[:12]}-{final.name[-16:]}"
+        old = final.parent / f"{OLD_PREFIX}{uuid.uuid4().hex[:12]}-{final.name[-16:]}"
         try:
             os.rename(final, old)
         except FileNotFoundError:
@@ -214,7 +206,7 @@ def _publish(temp: Path, final: Path) -> None:
 
 def _temp_prefix() -> str:
     host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
-    return f"{_TEMP_PREFIX}{host}-{os.getpid()}-"
+    return f"{TEMP_PREFIX}{host}-{os.getpid()}-"
 
 
 def _suffix(path: Path) -> str:
@@ -245,7 +237,7 @@ def _estimator_modules(estimator: Any) -> list[str]:
     """The modules of the estimator's class and of every estimator among its parameters
     (a pipeline's steps, a meta-estimator's base): what loading it will import, which a warm
     loader can import once for the whole store."""
-    from .nested import nested_estimators
+    from ..estimators.nested import nested_estimators
 
     return sorted({type(each).__module__ for each in nested_estimators(estimator)})
 
@@ -459,10 +451,10 @@ class StoredEntry:
 
     def load_data(self) -> StoredData:
         """X, y and the expected outputs (read without pickle; call ``verify`` first)."""
-        from . import outputs_codec
+        from . import codec
 
         try:
-            groups = outputs_codec.read(
+            groups = codec.read(
                 self.path / self.manifest["data"], self.path / self.manifest["data_description"]
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -535,10 +527,10 @@ def clean_temporary(root: Path | str, *, max_age: float = _STALE_SECONDS) -> lis
     host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
     now = time.time()
     for path in root.iterdir() if root.is_dir() else []:
-        if path.name.startswith(_OLD_PREFIX):
+        if path.name.startswith(OLD_PREFIX):
             stale = True
-        elif path.name.startswith(_TEMP_PREFIX):
-            parts = path.name[len(_TEMP_PREFIX) :].split("-")
+        elif path.name.startswith(TEMP_PREFIX):
+            parts = path.name[len(TEMP_PREFIX) :].split("-")
             try:
                 age = now - path.stat().st_mtime
             except FileNotFoundError:

@@ -9,10 +9,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ..environments.fingerprint import FINGERPRINT_DISTRIBUTIONS
+from ..results.report import REPORT_FORMAT, REPORT_FORMAT_VERSIONS, expand_environments
 from .break_points import break_points
-from .report import REPORT_FORMAT, REPORT_FORMAT_VERSIONS, expand_environments
-from .version_rows import VersionRow, _vtuple
-from .versions import FINGERPRINT_DISTRIBUTIONS
+from .rows import VersionRow, _vtuple
 
 __all__ = [
     "ATLAS_FORMAT",

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..environments.version_warnings import VersionWarningRecord
+
 
 class OutcomeKind(str, enum.Enum):
     """How a round trip ended; the kinds are kept apart so users can tell them apart."""
@@ -56,17 +58,6 @@ class Difference:
         if self.max_rel is not None:
             parts.append(f"max rel diff {self.max_rel:.3g}")
         return "; ".join(parts)
-
-
-@dataclass
-class VersionWarningRecord:
-    """One version warning raised while loading (InconsistentVersionWarning or the older one)."""
-
-    estimator: str
-    original_version: str | None
-    current_version: str | None
-    category: str
-    message: str
 
 
 @dataclass

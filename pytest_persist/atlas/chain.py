@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from .version_rows import RowError, VersionRow, _series
+from .rows import RowError, VersionRow, _series
 
 __all__ = ["CompatPair", "chain_reports", "compat_chain", "loads_into"]
 

@@ -1,25 +1,25 @@
 """Where a stored artifact is loaded: a forked child of a warm loader, or a fresh interpreter.
 
 A *fork loader* is one server process per checking process (so one per pytest-xdist worker):
-``python -m pytest_persist.fork_server`` imports numpy, scipy, scikit-learn and the backend
-libraries once (without the garbage collector, which each child turns back on), then forks
+``python -m pytest_persist.isolation.fork_server`` imports numpy, scipy, scikit-learn and the
+backend libraries once (without the garbage collector, which each child turns back on), then forks
 one child per artifact. The server only imports, plus one tiny warm-up
-(``isolated_load.warm_up``) under a one-thread limit, so no OpenMP pool exists when it forks
+(``child.warm_up``) under a one-thread limit, so no OpenMP pool exists when it forks
 (OpenBLAS stops its threads around ``fork`` itself). The child starts a new session, gets
 a clean environment (:func:`clean_environment`), resource limits (:class:`Limits`), its own
-working directory and stderr file, then does the child-side work of ``isolated_load``; nothing
+working directory and stderr file, then does the child-side work of ``child``; nothing
 it changes reaches the next artifact, which is forked afresh from the untouched server. The
 server enforces each child's timeout and kills its whole process group. Checks are submitted
 and waited for separately, so the next artifact's child can run while this process compares
 the last one's outputs. A *process loader* (the fallback, where fork is unavailable or another
-interpreter is asked for) runs ``python -m pytest_persist.isolated_load DIR`` per artifact,
+interpreter is asked for) runs ``python -m pytest_persist.isolation.child DIR`` per artifact,
 started at submit (so the next artifact's interpreter imports while this one is waited for),
 with the same environment, limits and working directory.
 
 The protocol is one JSON line each way per event (a request; a child started; a child ended),
 over the server's stdin and a duplicate of its stdout; everything else (request, phase,
 warnings, outputs, result) goes through files in the artifact's working directory, read by
-``isolated_load``.
+``child`` and ``check``.
 """
 
 from __future__ import annotations
@@ -54,10 +54,12 @@ __all__ = [
     "Limits",
     "ProcessLoader",
     "Ticket",
+    "beneath",
     "clean_environment",
     "default_loader",
     "fork_unavailable_reason",
     "format_size",
+    "import_paths",
     "kill_group",
     "parse_size",
     "stop_default_loaders",
@@ -84,13 +86,13 @@ CORE_PRELOAD = (
     "resource",
     "zipfile",
     "encodings.cp437",
-    "pytest_persist.isolated_load",
+    "pytest_persist.isolation.child",
+    "pytest_persist.isolation.sandbox",
     "pytest_persist.backends",
-    "pytest_persist.compare",
-    "pytest_persist.outputs_codec",
-    "pytest_persist.sandbox",
-    "pytest_persist.store",
-    "pytest_persist.versions",
+    "pytest_persist.roundtrip.compare",
+    "pytest_persist.store.codec",
+    "pytest_persist.store.entries",
+    "pytest_persist.environments.version_warnings",
 )
 #: scikit-learn's subpackages; a server for a known store imports those its estimators live in
 #: (all of them together take about 0.3 s more than scikit-learn's core).
@@ -131,13 +133,13 @@ SKLEARN_SUBPACKAGES = (
 #: What a server imports when it does not know its store: no child imports any of it again.
 BASE_PRELOAD = CORE_PRELOAD + SKLEARN_SUBPACKAGES
 #: What the built-in backends load with. A server for a known store imports only those its
-#: entries use (``isolated_load.store_preload``): skops.io alone takes 0.3-0.9 s to import.
+#: entries use (``check.store_preload``): skops.io alone takes 0.3-0.9 s to import.
 BACKEND_PRELOAD = ("joblib", "cloudpickle", "skops.io", "onnxruntime")
 #: Everything, for a server that does not know what it will load.
 PRELOAD = BASE_PRELOAD + BACKEND_PRELOAD
 #: Called once by the server after its imports, where imported ("module:function", no
 #: argument; an exception is ignored): caches that every child would otherwise fill again.
-WARM_UP = ("pytest_persist.isolated_load:warm_up",)
+WARM_UP = ("pytest_persist.isolation.child:warm_up",)
 _READY_TIMEOUT = 600.0  # a cold disk under load can take minutes to import scikit-learn
 _MARGIN = 30.0  # beyond the check's timeout, before the parent gives up on the server
 
@@ -392,7 +394,7 @@ def fork_unavailable_reason() -> str | None:
 
 
 class ProcessLoader:
-    """One fresh interpreter per artifact: ``python -m pytest_persist.isolated_load DIR``.
+    """One fresh interpreter per artifact: ``python -m pytest_persist.isolation.child DIR``.
 
     ``submit`` starts the interpreter, so the next artifact's one imports scikit-learn while
     this process waits for the current one (two at once halve the time of a store on two
@@ -410,7 +412,7 @@ class ProcessLoader:
 
     def submit(self, workdir: Path, *, timeout: float, child_env: dict[str, str]) -> Ticket:
         ticket = Ticket(workdir, timeout, child_env)
-        command = [self.python, "-m", "pytest_persist.isolated_load", str(workdir)]
+        command = [self.python, "-m", "pytest_persist.isolation.child", str(workdir)]
         env = dict(child_env)
         env.setdefault("PYTHONFAULTHANDLER", "1")  # a crash prints the Python stack
         cwd = workdir / "cwd"
@@ -462,7 +464,7 @@ class ProcessLoader:
 
 
 class _Interpreter:
-    """A started ``isolated_load`` interpreter and the thread that waits for it."""
+    """A started ``child`` interpreter and the thread that waits for it."""
 
     def __init__(self, process: subprocess.Popen[bytes], ticket: Ticket, isolation: str, note: str):
         self.process, self.ticket = process, ticket
@@ -533,8 +535,6 @@ class ForkLoader:
         if self._process is not None and self._process.poll() is None:
             return
         self._reset()
-        from .isolated_load import import_paths
-
         self._logdir = tempfile.TemporaryDirectory(prefix="pytest-persist-loader-")
         env = clean_environment()
         env["PYTHONPATH"] = os.pathsep.join(
@@ -548,7 +548,7 @@ class ForkLoader:
         self.started_at = time.perf_counter()
         with open(Path(self._logdir.name) / "server.log", "ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "pytest_persist.fork_server", *self.preload],
+                [sys.executable, "-m", "pytest_persist.isolation.fork_server", *self.preload],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -770,3 +770,28 @@ def stop_default_loaders() -> None:
 
 
 atexit.register(stop_default_loaders)
+
+
+def import_paths(exclude: Iterable[str] = ()) -> list[str]:
+    """This interpreter's import paths outside its installation (test dirs, rootdir...),
+    so the child can import what the parent can; none beneath ``exclude`` (the store)."""
+    prefixes = [os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)]
+    excluded = list(exclude)
+    paths = []
+    for entry in sys.path:
+        if not entry or not os.path.isdir(entry):
+            continue
+        if beneath(entry, prefixes) or beneath(entry, excluded):
+            continue
+        paths.append(entry)
+    return paths
+
+
+def beneath(path: str, roots: Iterable[str]) -> bool:
+    """Whether ``path`` is one of ``roots`` or lies beneath one (symlinks resolved)."""
+    real = os.path.realpath(path)
+    for root in roots:
+        top = os.path.realpath(root)
+        if real == top or real.startswith(top + os.sep):
+            return True
+    return False

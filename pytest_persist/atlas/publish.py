@@ -1,6 +1,6 @@
 """Writing the atlas (``atlas.json``, ``atlas.md``, ``atlas.html``) and the README's findings.
 
-    python -m pytest_persist.atlas_publish findings docs/atlas/atlas.json README.md
+    python -m pytest_persist.atlas.publish findings docs/atlas/atlas.json README.md
 
 rewrites the region of README.md between ``<!-- atlas-findings:start -->`` and
 ``<!-- atlas-findings:end -->`` from the atlas, so the README says what the atlas found.
@@ -17,11 +17,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .atlas import ATLAS_FORMAT, aggregate, merge_reports, status_of
-from .atlas_html import render_atlas_html
-from .atlas_markdown import render_atlas_markdown
+from .aggregate import ATLAS_FORMAT, aggregate, merge_reports, status_of
 from .break_points import group_break_points
-from .version_rows import VersionRow
+from .html_page import render_atlas_html
+from .markdown_page import render_atlas_markdown
+from .rows import VersionRow
 
 __all__ = ["FINDINGS_END", "FINDINGS_START", "render_findings", "update_readme", "write_atlas"]
 
@@ -174,7 +174,7 @@ def update_readme(atlas_path: str | os.PathLike[str], readme: str | os.PathLike[
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pytest_persist.atlas_publish")
+    parser = argparse.ArgumentParser(prog="python -m pytest_persist.atlas.publish")
     commands = parser.add_subparsers(dest="command", required=True)
     findings = commands.add_parser("findings", help="regenerate the README's findings")
     findings.add_argument("atlas_json")

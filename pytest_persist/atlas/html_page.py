@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from .atlas import _STATUS, STATUS_CODES, _env_columns, _status_order, status_of
+from .aggregate import _STATUS, STATUS_CODES, _env_columns, _status_order, status_of
 from .break_points import group_break_points
 
 __all__ = ["render_atlas_html"]

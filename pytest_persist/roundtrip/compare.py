@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .outcome import Difference
+from ..results.outcome import Difference
 
 #: Methods compared when the estimator has them, in this order; ``score`` needs ``y``.
 PREDICTION_METHODS: tuple[str, ...] = (

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .atlas import _STATUS, _env_columns, _md, _status_order, status_of
+from .aggregate import _STATUS, _env_columns, _md, _status_order, status_of
 from .break_points import group_break_points
 
 __all__ = ["render_atlas_markdown", "render_break_points_markdown"]

@@ -1,19 +1,15 @@
 """Check a stored artifact in this environment, loading it in an isolated child.
 
 An artifact from another environment can crash or hang the interpreter that unpickles it, so
-the parent verifies its checksums, writes ``request.json`` into a fresh directory and has a
-loader (``loader``: a forked child of a warm server, or a fresh interpreter) run the child
-side, :func:`run_child`, with a timeout, a clean environment and resource limits. The child
-loads the artifact under ``capture_version_warnings``, computes the stored methods on the
-stored X, and writes its outputs (``outputs_codec``) and a JSON result; the parent compares
-and builds the ``Outcome``. The child streams its progress (phase, version warnings) to files,
-so a crash or a hang still says where it happened and which warnings came first.
+the parent verifies its checksums and signature, writes ``request.json`` into a fresh
+directory and has a loader (``loader``: a forked child of a warm server, or a fresh
+interpreter) run the child side (``child``) with a timeout, a clean environment, resource
+limits and a sandbox. This module is the parent's side: it reads what the child wrote,
+compares it with the stored outputs and builds the ``Outcome``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import json
 import os
 import shutil
@@ -21,13 +17,18 @@ import signal
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .hints import load_error_hint
+from ..environments.fingerprint import environment_fingerprint
+from ..environments.version_warnings import VersionWarningRecord
+from ..results.outcome import Outcome, OutcomeKind
+from ..roundtrip.hints import load_error_hint
+from ..store.entries import StoredEntry, TamperedArtifactError
+from ..store.signing import SigningKeyError, TrustPolicy, refusal_message
+from .child import OUTPUTS, OUTPUTS_DESCRIPTION, PHASE, REQUEST, RESULT, STDERR, WARNINGS
 from .loader import (
     CORE_PRELOAD,
     DEFAULT_MAX_MEMORY,
@@ -37,35 +38,22 @@ from .loader import (
     Loader,
     ProcessLoader,
     Ticket,
+    beneath,
     clean_environment,
     default_loader,
-    enter_child,
     format_size,
+    import_paths,
 )
-from .outcome import Outcome, OutcomeKind, VersionWarningRecord
-from .signing import SigningKeyError, TrustPolicy, refusal_message
-from .store import StoredEntry, TamperedArtifactError
-from .versions import environment_fingerprint
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "PendingCheck",
     "check_entry",
-    "import_paths",
-    "main",
-    "run_child",
     "start_check",
     "store_preload",
 ]
 
 DEFAULT_TIMEOUT = 120.0
-_REQUEST = "request.json"
-_RESULT = "result.json"
-_PHASE = "phase.txt"
-_WARNINGS = "warnings.jsonl"
-_OUTPUTS = "outputs.npz"
-_OUTPUTS_DESCRIPTION = "outputs.json"
-_STDERR = "stderr.txt"
 _STDERR_TAIL = 4000
 #: Environment keys shown in ``Outcome.versions`` (plus the backend's libraries).
 _VERSION_KEYS = ("python", "scikit-learn", "numpy", "scipy")
@@ -186,7 +174,7 @@ def start_check(
         paths = import_paths(exclude=[*store_dirs, str(workdir)])
         inherited = child_env.get("PYTHONPATH", "").split(os.pathsep)
         child_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in dict.fromkeys([*inherited, *paths]) if p and not _beneath(p, store_dirs)
+            p for p in dict.fromkeys([*inherited, *paths]) if p and not beneath(p, store_dirs)
         )
         child_env["TMPDIR"] = str(workdir / "tmp")
         request = {
@@ -210,7 +198,7 @@ def start_check(
                 "unreadable": policy.secret_files(),
             },
         }
-        (workdir / _REQUEST).write_text(json.dumps(request), encoding="utf-8")
+        (workdir / REQUEST).write_text(json.dumps(request), encoding="utf-8")
         started = time.perf_counter()
         ticket = loader.submit(workdir, timeout=timeout, child_env=child_env)
     except BaseException:
@@ -277,12 +265,12 @@ class PendingCheck:
         outcome.details["isolation"] = ended.isolation
         if ended.note:
             outcome.details["isolation_note"] = ended.note
-        outcome.version_warnings = _read_warnings(workdir / _WARNINGS)
-        phase = _read_text(workdir / _PHASE).strip() or "start"
-        result_path = workdir / _RESULT
+        outcome.version_warnings = _read_warnings(workdir / WARNINGS)
+        phase = _read_text(workdir / PHASE).strip() or "start"
+        result_path = workdir / RESULT
 
         if ended.timed_out or not result_path.exists():
-            outcome.details["stderr"] = _excerpt(_read_text(workdir / _STDERR))
+            outcome.details["stderr"] = _excerpt(_read_text(workdir / STDERR))
             return _died(outcome, phase, _how_it_died(ended, timeout, limits, outcome))
 
         result = json.loads(result_path.read_text(encoding="utf-8"))
@@ -319,13 +307,11 @@ class PendingCheck:
                     method_errors[method] = f"{reason} (exceeded the memory limit of {limit})"
         actual: dict[str, Any] = {}
         if result.get("methods"):
-            from . import outputs_codec
+            from ..store import codec
 
-            actual = outputs_codec.read(workdir / _OUTPUTS, workdir / _OUTPUTS_DESCRIPTION)[
-                "outputs"
-            ]
+            actual = codec.read(workdir / OUTPUTS, workdir / OUTPUTS_DESCRIPTION)["outputs"]
 
-        from .compare import compare_outputs
+        from ..roundtrip.compare import compare_outputs
 
         expected = entry.load_data().expected
         outcome.compared_methods = [m for m in entry.methods if m in actual]
@@ -372,44 +358,6 @@ def store_preload(entries: Iterable[StoredEntry], registry: Any) -> tuple[str, .
             backend = registry[backend_name]
             modules.update(dict.fromkeys([type(backend).__module__, *backend.modules_to_load()]))
     return tuple(modules)
-
-
-def warm_up() -> None:
-    """What every child would do first, done once in the fork server: fit and call every
-    method of two tiny models, round-trip the outputs file format, and have narwhals find its
-    plugins (scikit-learn >= 1.8 asks it whether X is a dataframe). A forked child then finds
-    scikit-learn's caches and lazily built state filled: measured, it halves the time of the
-    stored methods' calls (14 -> 7.5 ms median over 13 small models).
-
-    Thread pools are limited to one thread meanwhile, so the server still starts no OpenMP
-    pool before it forks; the models (a logistic regression, a decision tree) use none anyway.
-    """
-    import warnings
-
-    import numpy as np
-    from threadpoolctl import threadpool_limits
-
-    from . import outputs_codec
-    from .compare import available_methods, compute_outputs
-
-    with contextlib.suppress(Exception):
-        from narwhals.plugins import _discover_entrypoints
-
-        _discover_entrypoints()
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.tree import DecisionTreeClassifier
-
-    X = np.random.default_rng(0).random((20, 3))
-    y = np.arange(20) % 2
-    with threadpool_limits(1), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for model in (LogisticRegression(), DecisionTreeClassifier(random_state=0)):
-            model.fit(X, y)
-            outputs, _ = compute_outputs(model, X, y, available_methods(model, with_y=True))
-        with tempfile.TemporaryDirectory(prefix="pytest-persist-warm-up-") as directory:
-            files = Path(directory) / "data.npz", Path(directory) / "data.json"
-            outputs_codec.write(*files, {"inputs": {"X": X, "y": y}, "outputs": outputs})
-            outputs_codec.read(*files)
 
 
 _ENVIRONMENT: dict[int, dict[str, str]] = {}
@@ -516,31 +464,6 @@ def _how_it_died(ended: ChildExit, timeout: float, limits: Limits, outcome: Outc
     return f"exited with code {code} and no result"
 
 
-def import_paths(exclude: Iterable[str] = ()) -> list[str]:
-    """This interpreter's import paths outside its installation (test dirs, rootdir...),
-    so the child can import what the parent can; none beneath ``exclude`` (the store)."""
-    prefixes = [os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)]
-    excluded = list(exclude)
-    paths = []
-    for entry in sys.path:
-        if not entry or not os.path.isdir(entry):
-            continue
-        if _beneath(entry, prefixes) or _beneath(entry, excluded):
-            continue
-        paths.append(entry)
-    return paths
-
-
-def _beneath(path: str, roots: Iterable[str]) -> bool:
-    """Whether ``path`` is one of ``roots`` or lies beneath one (symlinks resolved)."""
-    real = os.path.realpath(path)
-    for root in roots:
-        top = os.path.realpath(root)
-        if real == top or real.startswith(top + os.sep):
-            return True
-    return False
-
-
 def _excerpt(text: str) -> str:
     """Its start (where faulthandler says what happened) and its end, if long."""
     if len(text) <= 2 * _STDERR_TAIL:
@@ -590,140 +513,6 @@ def _read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return ""
-
-
-# ----------------------------------------------------------------------------------------------
-# the child
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of a fresh loader interpreter: ``python -m pytest_persist.isolated_load
-    DIR`` (the ``process`` isolation)."""
-    argv = sys.argv[1:] if argv is None else argv
-    return run_child(Path(argv[0]), replace_environ=False)
-
-
-def run_child(workdir: Path, *, replace_environ: bool) -> int:
-    """The child side, in a forked child or a fresh interpreter: enter the limits and
-    environment of ``request.json``, load, compute the stored methods, write the results."""
-    request = json.loads((workdir / _REQUEST).read_text(encoding="utf-8"))
-    sandboxed = enter_child(request.get("child", {}), replace_environ=replace_environ)
-    phase_fd = os.open(workdir / _PHASE, os.O_WRONLY | os.O_CREAT, 0o600)
-
-    def phase(name: str) -> None:  # one descriptor, rewritten in place: cheap per method
-        data = name.encode()
-        os.pwrite(phase_fd, data, 0)
-        os.ftruncate(phase_fd, len(data))
-
-    phase("start")
-    result: dict[str, Any] = {
-        "load_error": None,
-        "method_errors": {},
-        "methods": [],
-        "sandbox": sandboxed,
-    }
-    from . import outputs_codec
-    from .backends.base import BackendCall
-    from .store import read_entry
-    from .versions import capture_version_warnings
-
-    entry = read_entry(request["entry"])
-    data = entry.load_data()
-    module_name, _, qualname = request["backend_class"].partition(":")
-    backend_class: Any = __import__(module_name, fromlist=["_"])
-    for part in qualname.split("."):
-        backend_class = getattr(backend_class, part)
-    backend = backend_class()
-
-    with open(workdir / _WARNINGS, "a", encoding="utf-8") as warnings_file:
-
-        def on_record(record: VersionWarningRecord) -> None:
-            warnings_file.write(json.dumps(asdict(record)) + "\n")
-            warnings_file.flush()
-
-        phase("load")
-        started = imported = time.perf_counter()
-        call = BackendCall(X=data.X, options=dict(request["options"]))
-        try:
-            with capture_version_warnings(request["mode"], on_record=on_record):
-                # Import the estimator's module first, so that load_seconds is the load alone
-                # (a fresh interpreter spends seconds importing scikit-learn); only for an
-                # entry a trusted key signed (the parent decides), and never from the store.
-                if request.get("preimport"):
-                    with contextlib.suppress(Exception):
-                        importlib.import_module(request["preimport"])
-                imported = time.perf_counter()
-                result["import_seconds"] = round(imported - started, 6)
-                loaded = backend.load(entry.artifact_path, call)
-        except BaseException as exc:  # anything the unpickling raises is the result
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            result["load_error"] = {
-                "type": type(exc).__name__,
-                "message": str(exc),
-                "traceback": traceback.format_exc(),
-            }
-            result["backend_details"] = call.details  # e.g. the untrusted types skops saw
-            _write_result(workdir, result)
-            return 0
-        result["load_seconds"] = round(time.perf_counter() - imported, 6)
-        result["backend_details"] = call.details
-
-    from .compare import available_methods, compute_outputs
-
-    outputs: dict[str, Any] = {}
-    y = data.y if entry.has_y else None
-    methods = list(entry.methods)
-    if not request["absent_is_error"]:
-        offered = available_methods(loaded, with_y=y is not None)
-        result["absent"] = [m for m in methods if m not in offered]
-        methods = [m for m in methods if m in offered]
-
-    transformed = data.expected.get("transform")
-    for method in methods:
-        phase(f"method:{method}")
-        kwargs = {"transformed": transformed} if method == "inverse_transform" else {}
-        got, errors = compute_outputs(loaded, data.X, y, [method], **kwargs)
-        result["method_errors"].update(errors)
-        if method not in got:
-            continue
-        try:
-            outputs_codec.encode({"outputs": {method: got[method]}})
-        except outputs_codec.UnsupportedValueError as exc:
-            result["method_errors"][method] = f"output cannot be stored: {exc}"
-            continue
-        outputs[method] = got[method]
-    phase("write")
-    _write_outputs(workdir, outputs)
-    result["methods"] = list(outputs)
-    _write_result(workdir, result)
-    phase("done")
-    return 0
-
-
-def _write_outputs(workdir: Path, outputs: dict[str, Any]) -> None:
-    """What ``outputs_codec.write`` writes, without its fsync: the parent reads these files
-    before the temporary directory goes, durability is not needed."""
-    import numpy as np
-
-    from . import outputs_codec
-
-    arrays, description = outputs_codec.encode({"outputs": outputs})
-    with open(workdir / _OUTPUTS, "wb") as handle:
-        np.savez(handle, **arrays)
-    (workdir / _OUTPUTS_DESCRIPTION).write_text(
-        json.dumps(description, allow_nan=False), encoding="utf-8"
-    )
-
-
-def _write_result(workdir: Path, result: dict[str, Any]) -> None:
-    temp = workdir / (_RESULT + ".tmp")
-    temp.write_text(json.dumps(result, default=str), encoding="utf-8")
-    os.replace(temp, workdir / _RESULT)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def _first_set(*values: Any) -> Any:
