@@ -147,3 +147,22 @@ def session_defaults(config: pytest.Config) -> dict[str, Any]:
     except PersistUsageError as exc:
         raise pytest.UsageError(str(exc)) from None
     return defaults
+
+
+def enabled_backends(config: pytest.Config, registry: Any) -> list[str]:
+    """The backends ``--persist-backends`` / ``persist_backends`` enable (default: all); an
+    empty or unknown name on the command line is a usage error naming what is registered."""
+    from .roundtrip.settings import parse_name_list
+
+    option = config.getoption("persist_backends")
+    chosen = option if option is not None else config.getini("persist_backends")
+    names = parse_name_list(chosen) if chosen else None
+    if option is not None and not names:
+        raise pytest.UsageError(
+            "--persist-backends= names no backend; give one or more of "
+            f"{', '.join(registry.names)} (comma-separated), or leave the option out for all"
+        )
+    try:
+        return registry.select(names)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--persist-backends / persist_backends: {exc}") from None

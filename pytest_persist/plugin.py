@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from . import hookspecs
-from .options import add_options, session_defaults
+from .options import add_options, enabled_backends, session_defaults
 from .results.outcome import Outcome
 from .store_items import (
     REPORT_ATTRIBUTE,
@@ -53,7 +53,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     start_loader(config)  # an xdist worker looks like its controller until configure
     from .backends import BackendRegistry
-    from .roundtrip.settings import KEYWORDS, parse_name_list
+    from .roundtrip.settings import KEYWORDS
     from .runner import SessionSettings
 
     config.addinivalue_line(
@@ -63,11 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     registry = BackendRegistry()
     config.hook.pytest_persist_add_backends(registry=registry)
-    chosen = config.getoption("persist_backends") or config.getini("persist_backends")
-    try:
-        enabled = registry.select(parse_name_list(chosen) if chosen else None)
-    except ValueError as exc:
-        raise pytest.UsageError(f"--persist-backends / persist_backends: {exc}") from None
+    enabled = enabled_backends(config, registry)
     strict = config.getoption("persist_strict")
     config.stash[SETTINGS_KEY] = SessionSettings(
         registry=registry,

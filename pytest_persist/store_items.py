@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
+import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +31,15 @@ from .isolation.loader import (
 )
 from .results.outcome import Outcome, OutcomeKind
 from .results.report import Record, loaded_unsigned
-from .store.entries import StoredEntry, StoreError, entry_dirs, entry_name, read_entry, save_entry
+from .store.entries import (
+    StoredEntry,
+    StoreError,
+    clean_temporary,
+    entry_dirs,
+    entry_name,
+    read_entry,
+    save_entry,
+)
 from .store.signing import SigningKey, SigningKeyError, TrustPolicy, own_key
 
 STORE_SETTINGS_KEY = pytest.StashKey["StoreSettings"]()
@@ -88,18 +99,17 @@ def store_settings(
 
     def path(option: str) -> Path | None:
         value = config.getoption(option)
-        return Path(value).resolve() if value else None
+        if value is not None and not str(value).strip():
+            flag = "--" + option.replace("_", "-")
+            raise pytest.UsageError(f"{flag}= needs a path (it was given an empty one)")
+        return Path(value).expanduser().resolve() if value else None
 
     mode = config.getoption("persist_version_warning") or config.getini("persist_version_warning")
     if (mode or "record") not in VERSION_WARNING_MODES:
         raise pytest.UsageError(
             f"persist_version_warning = {mode!r}: choose {' or '.join(VERSION_WARNING_MODES)}"
         )
-    timeout = config.getoption("persist_load_timeout")
-    try:
-        timeout = float(timeout or config.getini("persist_load_timeout") or 120)
-    except ValueError:
-        raise pytest.UsageError("persist_load_timeout must be a number of seconds") from None
+    timeout = _timeout_option(config)
     isolation = _isolation_option(config)
     if isolation not in ISOLATIONS:
         raise pytest.UsageError(
@@ -132,8 +142,71 @@ def store_settings(
             entry_dirs(settings.load_dir)
         except StoreError as exc:
             raise pytest.UsageError(f"--persist-load: {exc}") from None
+        if not hasattr(config, "workerinput"):
+            clean_temporary(settings.load_dir)  # what killed writers left; see clean_temporary
+    if settings.save_dir is not None:
+        _check_save_dir(settings.save_dir)
+        if not hasattr(config, "workerinput"):
+            clean_temporary(settings.save_dir)
+    for option, report in (
+        ("--persist-report", settings.report_json),
+        ("--persist-report-md", settings.report_md),
+    ):
+        if report is not None:
+            _check_report_path(option, report)
     _read_keys(config, settings)
     return settings
+
+
+def _timeout_option(config: pytest.Config) -> float:
+    """``--persist-load-timeout`` / ``persist_load_timeout``: positive, finite seconds."""
+    value, name = config.getoption("persist_load_timeout"), "--persist-load-timeout"
+    if value is None:
+        value, name = config.getini("persist_load_timeout") or None, "persist_load_timeout"
+    if value is None:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise pytest.UsageError(
+            f"{name}={value!r}: a positive, finite number of seconds per stored artifact "
+            f"(default {DEFAULT_TIMEOUT:g})"
+        )
+    return seconds
+
+
+def _check_save_dir(save_dir: Path) -> None:
+    """Say once, before any test runs, that ``--persist-save`` cannot write where it is
+    pointed (a file, an unwritable folder), not once per test."""
+    if save_dir.exists() and not save_dir.is_dir():
+        raise pytest.UsageError(f"--persist-save: {save_dir} is a file, not a store directory")
+    try:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=save_dir):
+            pass
+    except OSError as exc:
+        raise pytest.UsageError(
+            f"--persist-save: cannot write into {save_dir} ({exc.strerror or exc}); "
+            "choose a folder you can write to"
+        ) from None
+
+
+def _check_report_path(option: str, report: Path) -> None:
+    """A report path that cannot work is a usage error before the session, not a crash after
+    it: a folder, or a file in a folder that cannot be made or written."""
+    if report.is_dir():
+        raise pytest.UsageError(f"{option}: {report} is a directory; give a file path")
+    folder = report.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise pytest.UsageError(
+            f"{option}: cannot create the folder {folder} for {report} ({exc.strerror or exc})"
+        ) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{option}: cannot write into {folder} (for {report})")
 
 
 def _read_keys(config: pytest.Config, settings: StoreSettings) -> None:
@@ -370,7 +443,9 @@ class StoredEntryItem(pytest.Item):
 
     def runtest(self) -> None:
         if self.error is not None or self.entry is None:
-            raise PersistCheckFailed(f"invalid stored entry: {self.error}")
+            message = f"invalid stored entry: {self.error}"
+            self.stash.setdefault(CHECK_OUTCOMES_KEY, []).append(_invalid(self.directory, message))
+            raise PersistCheckFailed(message)
         settings: StoreSettings = self.config.stash[STORE_SETTINGS_KEY]
         pending = self.stash.get(PENDING_CHECK_KEY, None)
         if pending is None:
@@ -419,6 +494,21 @@ class StoredEntryItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, None, str]:
         return self.directory, None, f"stored {self.name}"
+
+
+def _invalid(directory: Path, message: str) -> Outcome:
+    """The record of an entry that could not be read: a refused load, named by its folder
+    (``<test>--<backend>-<hash>``), so that no summary or report leaves it out."""
+    test, _, rest = directory.name.rpartition("--")
+    backend = rest.rpartition("-")[0] if test else ""
+    return Outcome(
+        kind=OutcomeKind.LOAD_ERROR,
+        estimator="?",
+        backend=backend or "?",
+        test_id=directory.name,
+        error=message,
+        details={"entry": str(directory), "refused": True, "invalid_entry": True},
+    )
 
 
 def _environments(outcome: Outcome) -> str:
@@ -477,6 +567,8 @@ class PersistReporter:
         self.config = config
         self.settings: StoreSettings = config.stash[STORE_SETTINGS_KEY]
         self.is_worker = hasattr(config, "workerinput")
+        #: The reports that could not be written, by option: what to say, instead of "written".
+        self.write_errors: dict[str, str] = {}
 
     def _order(self) -> list[str] | None:
         """The summary's columns: the registry's order (built-in backends, then hooks')."""
@@ -493,14 +585,33 @@ class PersistReporter:
             return  # the xdist controller writes the reports
         from .results.report import write_json_report, write_markdown_report
 
-        if self.settings.report_json is not None:
-            write_json_report(
-                self.settings.report_json, self.settings.records, self.settings.environment
-            )
-        if self.settings.report_md is not None:
-            write_markdown_report(
-                self.settings.report_md, self.settings.records, backend_order=self._order()
-            )
+        settings = self.settings
+        writers = (
+            (
+                "--persist-report",
+                settings.report_json,
+                lambda path: write_json_report(path, settings.records, settings.environment),
+            ),
+            (
+                "--persist-report-md",
+                settings.report_md,
+                lambda path: write_markdown_report(
+                    path, settings.records, backend_order=self._order()
+                ),
+            ),
+        )
+        for option, path, write in writers:
+            if path is None:
+                continue
+            try:  # one report that cannot be written does not stop the other
+                write(path)
+            except OSError as exc:
+                self.write_errors[option] = (
+                    f"pytest-persist: could not write {option} to {path}: "
+                    f"{exc.strerror or exc} (errno {exc.errno})"
+                )
+        if self.write_errors and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # CI must not miss a lost report
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.is_worker:
@@ -524,7 +635,10 @@ class PersistReporter:
             if path is not None
         ]
         for option, path in written:
-            terminalreporter.write_line(f"pytest-persist: {option} written to {path}")
+            if option in self.write_errors:
+                terminalreporter.write_line(self.write_errors[option], red=True, bold=True)
+            else:
+                terminalreporter.write_line(f"pytest-persist: {option} written to {path}")
         if self.settings.save_dir is not None:
             terminalreporter.write_line(saved_line(self.settings.records, self.settings.save_dir))
         for line in trust_lines(self.settings):

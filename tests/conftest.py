@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import textwrap
 from dataclasses import dataclass
 
 import pytest
+
+# pytester restores sys.modules after each test, so a C extension first imported inside one
+# (onnx, through skl2onnx) would be imported a second time by the next, which nanobind turns
+# into "type ... was already registered" and then an abort of the whole worker. Imported here,
+# they are part of what pytester restores to.
+for _module in ("onnx", "onnxruntime", "skl2onnx"):
+    with contextlib.suppress(ImportError):
+        __import__(_module)
 
 _WORDS = "PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS|SUBPASSED|SUBFAILED|SUBSKIPPED"
 _STATUS = re.compile(rf"^(?P<id>\S+::\S+(?: \[[^\]]*\])?) (?P<status>{_WORDS})")

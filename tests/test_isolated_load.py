@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -21,6 +22,8 @@ from pytest_persist.backends import BackendRegistry
 from pytest_persist.backends.pickle_protocol import PickleBackend
 from pytest_persist.isolation.check import check_entry
 from pytest_persist.results.outcome import OutcomeKind
+from pytest_persist.store.entries import read_entry
+from pytest_persist.store.signing import own_key, sign_entry
 
 
 @pytest.fixture(scope="module")
@@ -224,8 +227,11 @@ def test_versions_show_what_changed(iris, tmp_path):
     X, y = iris
     model = LogisticRegression(max_iter=500).fit(X, y)
     entry = store_model(tmp_path / "store", model, X, y, backend="joblib")
-    entry.manifest["environment"] = dict(entry.environment, numpy="1.26.4")
-    outcome = check_entry(entry, registry=REGISTRY)
+    # as if saved under numpy 1.26.4: the check reads the entry on disk, signed as saved
+    manifest = dict(entry.manifest, environment=dict(entry.environment, numpy="1.26.4"))
+    entry.entry_file.write_text(json.dumps(manifest, indent=2))
+    sign_entry(entry.path, own_key())
+    outcome = check_entry(read_entry(entry.path), registry=REGISTRY)
     assert outcome.versions["numpy"] == f"1.26.4 -> {np.__version__}"
     assert outcome.versions["scikit-learn"] == sklearn.__version__
     assert "joblib" in outcome.versions

@@ -210,7 +210,7 @@ def test_bad_option_values_are_usage_errors(run_suite):
     for ini, words in [
         ("persist_max_label_flips = many", "persist_max_label_flips must be a number"),
         ("persist_max_label_flips = 2", "max_label_flips is a fraction between 0 and 1"),
-        ("persist_load_timeout = soon", "persist_load_timeout must be a number of seconds"),
+        ("persist_load_timeout = soon", "persist_load_timeout='soon': a positive, finite"),
     ]:
         run = run_suite(TRUST_SUITE, ini=f"[pytest]\n{ini}\n")
         assert run.result.ret == 4, run.text  # pytest.ExitCode.USAGE_ERROR

@@ -26,8 +26,9 @@ from ..environments.fingerprint import environment_fingerprint
 from ..environments.version_warnings import VersionWarningRecord
 from ..results.outcome import Outcome, OutcomeKind
 from ..roundtrip.hints import load_error_hint
-from ..store.entries import StoredEntry, TamperedArtifactError
+from ..store.entries import StoredEntry, StoreError, TamperedArtifactError, snapshot_entry
 from ..store.signing import SigningKeyError, TrustPolicy, refusal_message
+from .cgroups import CheckGroup, make_check_group
 from .child import OUTPUTS, OUTPUTS_DESCRIPTION, PHASE, REQUEST, RESULT, STDERR, WARNINGS
 from .loader import (
     CORE_PRELOAD,
@@ -54,6 +55,8 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 120.0
+#: Where in a check's directory the snapshot of its entry goes.
+SNAPSHOT = "entry"
 _STDERR_TAIL = 4000
 #: Environment keys shown in ``Outcome.versions`` (plus the backend's libraries).
 _VERSION_KEYS = ("python", "scikit-learn", "numpy", "scipy")
@@ -102,26 +105,7 @@ def start_check(
     (default: this account's key, see ``signing``): an entry of a backend whose loading runs
     code (the pickle family) is unpickled only when signed by one of them.
     """
-    loaded_environment = _this_environment()
-    outcome = Outcome(
-        kind=OutcomeKind.PASSED,
-        estimator=entry.estimator_name,
-        backend=entry.backend,
-        test_id=entry.test_id,
-        artifact_bytes=entry.artifact_bytes,
-        versions=_versions(entry.environment, loaded_environment, entry.backend),
-        details={
-            "entry": str(entry.path),
-            "estimator_class": entry.estimator_class,
-            "saved_environment": dict(entry.environment),
-            "loaded_environment": loaded_environment,
-            "created": entry.created,
-        },
-    )
-    if entry.extra is not None:
-        outcome.details["extra"] = entry.extra
-    outcome.not_compared.update(entry.not_compared)
-
+    outcome = _outcome_of(entry, entry.path)
     if entry.backend not in registry:
         return PendingCheck.ended(
             _finish(
@@ -138,37 +122,50 @@ def start_check(
         )
 
     policy = TrustPolicy.from_options() if trust is None else trust
-    try:
-        entry.verify()  # before anything is unpickled
-        options = _trusted_options(entry, backend, outcome, policy, options)
-    except (TamperedArtifactError, SigningKeyError) as exc:
-        outcome.details["refused"] = True
-        return PendingCheck.ended(_finish(outcome, OutcomeKind.LOAD_ERROR, str(exc)))
-    signature = outcome.details["signature"]
-    # What an entry.json names is imported only once a trusted key vouched for it (or the user
-    # chose to load unsigned pickles): an ONNX or skops entry needs no signature to be loaded,
-    # and importing the class module it names would run whatever file that name finds.
-    vouched = signature["status"] == "trusted" or "loaded_anyway" in signature
-
-    stored = entry.comparison
-    rtol = _first_set(rtol, stored.get("rtol"), backend.default_rtol)
-    atol = _first_set(atol, stored.get("atol"), backend.default_atol)
-    exact = bool(_first_set(exact, stored.get("exact"), False))
-    max_label_flips = _first_set(max_label_flips, stored.get("max_label_flips"), 0.0)
-    outcome.comparison = {
-        "rtol": rtol,
-        "atol": atol,
-        "exact": exact,
-        "max_label_flips": max_label_flips,
-    }
-    check_dtype = backend.preserves_objects if check_dtype is None else check_dtype
-    if python is not None and os.path.abspath(python) != os.path.abspath(sys.executable):
-        loader = ProcessLoader(python, note=f"python={python} is another interpreter")
-    elif loader is None:
-        loader = default_loader()
-    limits = Limits.for_timeout(timeout, max_memory)
     workdir = Path(tempfile.mkdtemp(prefix="pytest-persist-check-"))
     try:
+        # One whole version of the entry, verified as it is copied: a save that replaces it
+        # meanwhile is seen either entirely or not at all, and the child reads only the copy.
+        try:
+            snapshot = snapshot_entry(entry.path, workdir / SNAPSHOT)
+        except StoreError as exc:
+            outcome.details["refused"] = True
+            shutil.rmtree(workdir, ignore_errors=True)
+            return PendingCheck.ended(_finish(outcome, OutcomeKind.LOAD_ERROR, str(exc)))
+        copy = snapshot.entry
+        outcome = _outcome_of(copy, entry.path)
+        try:
+            options = _trusted_options(copy, entry, backend, outcome, policy, options)
+        except (TamperedArtifactError, SigningKeyError) as exc:
+            outcome.details["refused"] = True
+            shutil.rmtree(workdir, ignore_errors=True)
+            return PendingCheck.ended(_finish(outcome, OutcomeKind.LOAD_ERROR, str(exc)))
+        signature = outcome.details["signature"]
+        # What an entry.json names is imported only once a trusted key vouched for it (or the
+        # user chose to load unsigned pickles): an ONNX or skops entry needs no signature to be
+        # loaded, and importing the class module it names would run whatever file it finds.
+        vouched = signature["status"] == "trusted" or "loaded_anyway" in signature
+
+        stored = copy.comparison
+        rtol = _first_set(rtol, stored.get("rtol"), backend.default_rtol)
+        atol = _first_set(atol, stored.get("atol"), backend.default_atol)
+        exact = bool(_first_set(exact, stored.get("exact"), False))
+        max_label_flips = _first_set(max_label_flips, stored.get("max_label_flips"), 0.0)
+        outcome.comparison = {
+            "rtol": rtol,
+            "atol": atol,
+            "exact": exact,
+            "max_label_flips": max_label_flips,
+        }
+        check_dtype = backend.preserves_objects if check_dtype is None else check_dtype
+        if python is not None and os.path.abspath(python) != os.path.abspath(sys.executable):
+            loader = ProcessLoader(python, note=f"python={python} is another interpreter")
+        elif loader is None:
+            loader = default_loader()
+        limits = Limits.for_timeout(timeout, max_memory)
+        # A fork server's children make their own groups ahead; a fresh interpreter's is made
+        # here and joined by it.
+        group = make_check_group(max_memory) if isinstance(loader, ProcessLoader) else None
         store_dirs = [str(entry.path.parent), str(entry.path)]
         child_env = clean_environment(env, keep_all=env is not None)
         paths = import_paths(exclude=[*store_dirs, str(workdir)])
@@ -178,15 +175,15 @@ def start_check(
         )
         child_env["TMPDIR"] = str(workdir / "tmp")
         request = {
-            "entry": str(entry.path),
-            "backend": entry.backend,
+            "entry": str(copy.path),
+            "backend": copy.backend,
             "backend_class": f"{type(backend).__module__}:{type(backend).__qualname__}",
             "mode": version_warning,
             # A converted model (ONNX) may not offer every method: not compared, not an error.
             # An unpickled one that lost a method is an error (as across scikit-learn versions).
             "absent_is_error": backend.preserves_objects,
-            "options": {**entry.backend_options, **(options or {})},
-            "preimport": entry.estimator_class.rpartition(".")[0] if vouched else None,
+            "options": {**copy.backend_options, **(options or {})},
+            "preimport": copy.estimator_class.rpartition(".")[0] if vouched else None,
             "child": {
                 "env": child_env,
                 "sys_path": [p for p in child_env["PYTHONPATH"].split(os.pathsep) if p],
@@ -196,6 +193,9 @@ def start_check(
                 "forbidden_imports": [*store_dirs, str(workdir)],
                 "writable": [str(workdir)],
                 "unreadable": policy.secret_files(),
+                "cgroup": None
+                if group is None
+                else {"path": str(group.path), "version": group.version},
             },
         }
         (workdir / REQUEST).write_text(json.dumps(request), encoding="utf-8")
@@ -203,10 +203,12 @@ def start_check(
         ticket = loader.submit(workdir, timeout=timeout, child_env=child_env)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
+        if group is not None:
+            group.remove()
         raise
     return PendingCheck(
         outcome,
-        entry,
+        copy,
         comparison=dict(outcome.comparison, check_dtype=check_dtype),
         limits=limits,
         timeout=timeout,
@@ -214,7 +216,40 @@ def start_check(
         loader=loader,
         ticket=ticket,
         started=started,
+        group=group,
+        group_version=None if group is None else group.version,
     )
+
+
+#: What a check without a cgroup is contained by (the report's ``details.containment``).
+_NO_CGROUP = (
+    "rlimits only (no memory cgroup could be made here: shared memory is not counted, and a "
+    "process the model detaches survives a check that is killed)"
+)
+
+
+def _outcome_of(entry: StoredEntry, where: Path) -> Outcome:
+    """A passing outcome for ``entry`` (found at ``where``), with what the entry records."""
+    loaded_environment = _this_environment()
+    outcome = Outcome(
+        kind=OutcomeKind.PASSED,
+        estimator=entry.estimator_name,
+        backend=entry.backend,
+        test_id=entry.test_id,
+        artifact_bytes=entry.artifact_bytes,
+        versions=_versions(entry.environment, loaded_environment, entry.backend),
+        details={
+            "entry": str(where),
+            "estimator_class": entry.estimator_class,
+            "saved_environment": dict(entry.environment),
+            "loaded_environment": loaded_environment,
+            "created": entry.created,
+        },
+    )
+    if entry.extra is not None:
+        outcome.details["extra"] = entry.extra
+    outcome.not_compared.update(entry.not_compared)
+    return outcome
 
 
 @dataclass
@@ -231,6 +266,8 @@ class PendingCheck:
     ticket: Ticket | None = None
     started: float = 0.0
     done: bool = False
+    group: CheckGroup | None = None
+    group_version: int | None = None  # kept once the group is retired
 
     @classmethod
     def ended(cls, outcome: Outcome) -> PendingCheck:
@@ -242,6 +279,9 @@ class PendingCheck:
             assert self.loader is not None and self.ticket is not None
             try:
                 ended = self.loader.wait(self.ticket)
+                if self.group is not None and ended.returncode == 0 and not ended.timed_out:
+                    self.group.retire()  # its child ended its own leftovers and is exiting
+                    self.group = None
                 self.outcome = self._compare(ended)
             finally:
                 self.discard()
@@ -249,8 +289,11 @@ class PendingCheck:
 
     def discard(self) -> None:
         """Forget a check nobody will wait for (its child ends by its timeout at the latest,
-        or with its loader); remove its working directory."""
+        or with its loader); end what is left in its cgroup; remove its working directory."""
         self.done = True
+        if self.group is not None:
+            self.group.remove()
+            self.group = None
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
@@ -263,6 +306,8 @@ class PendingCheck:
         waited = round(time.perf_counter() - self.started, 4)
         outcome.details["child_seconds"] = waited if ended.seconds is None else ended.seconds
         outcome.details["isolation"] = ended.isolation
+        version = ended.cgroup or self.group_version
+        outcome.details["containment"] = f"memory cgroup v{version}" if version else _NO_CGROUP
         if ended.note:
             outcome.details["isolation_note"] = ended.note
         outcome.version_warnings = _read_warnings(workdir / WARNINGS)
@@ -271,6 +316,8 @@ class PendingCheck:
 
         if ended.timed_out or not result_path.exists():
             outcome.details["stderr"] = _excerpt(_read_text(workdir / STDERR))
+            if ended.out_of_memory or (self.group is not None and self.group.out_of_memory()):
+                outcome.details["cgroup_out_of_memory"] = True
             return _died(outcome, phase, _how_it_died(ended, timeout, limits, outcome))
 
         result = json.loads(result_path.read_text(encoding="utf-8"))
@@ -313,7 +360,20 @@ class PendingCheck:
 
         from ..roundtrip.compare import compare_outputs
 
-        expected = entry.load_data().expected
+        try:
+            expected = entry.load_data().expected
+        except StoreError as exc:
+            return _finish(outcome, OutcomeKind.LOAD_ERROR, f"cannot compare: {exc}")
+        missing = [m for m in entry.methods if m in actual and m not in expected]
+        if missing:
+            data = Path(outcome.details["entry"]) / entry.manifest["data"]
+            return _finish(
+                outcome,
+                OutcomeKind.LOAD_ERROR,
+                f"{data}: holds no expected output for {', '.join(missing)}, which "
+                f"{Path(outcome.details['entry']) / 'entry.json'} lists among its methods; the "
+                "entry was written incompletely or edited. Save it again.",
+            )
         outcome.compared_methods = [m for m in entry.methods if m in actual]
         outcome.differences = compare_outputs(
             {m: expected[m] for m in outcome.compared_methods},
@@ -374,25 +434,27 @@ def _this_environment() -> dict[str, str]:
 
 def _trusted_options(
     entry: StoredEntry,
+    shown: StoredEntry,
     backend: Any,
     outcome: Outcome,
     trust: TrustPolicy,
     options: dict[str, Any] | None,
 ) -> dict[str, Any] | None:
-    """Check the entry's signature (before anything is unpickled) and return the backend
-    options to load with; raise ``TamperedArtifactError`` when it must not be loaded.
+    """Check the signature of ``entry`` (a verified snapshot of ``shown``, before anything is
+    unpickled) and return the backend options to load with; raise ``TamperedArtifactError``
+    when it must not be loaded.
 
     A backend whose loading runs code needs a trusted signature (or ``allow_unsigned``); a
     skops-like backend trusts the types recorded at save only when the signature is trusted,
     and the checking side's own ``trusted`` list, when given, replaces them.
     """
     policy = trust
-    check = policy.check(entry.path, entry.raw or entry.entry_file.read_bytes())
+    check = policy.check(entry.path, entry.raw)
     signature: dict[str, Any] = {"status": check.status, "key_id": check.key_id}
     outcome.details["signature"] = signature
     if getattr(backend, "runs_code_on_load", True) and not check.trusted:
         if not policy.allow_unsigned:
-            raise TamperedArtifactError(refusal_message(str(entry), check, policy))
+            raise TamperedArtifactError(refusal_message(str(shown), check, policy))
         signature["loaded_anyway"] = "--persist-trust-unsigned"
         outcome.details["trust_warning"] = (
             f"loaded without a trusted signature ({check.describe()}) "
@@ -445,7 +507,9 @@ def _how_it_died(ended: ChildExit, timeout: float, limits: Limits, outcome: Outc
             return f"exceeded the CPU time limit of {limits.cpu_seconds} s ({name})"
         stderr = outcome.details.get("stderr", "")
         if limits.max_memory is not None and (
-            name == "SIGKILL" or any(sign in stderr for sign in _OUT_OF_MEMORY)
+            name == "SIGKILL"
+            or outcome.details.get("cgroup_out_of_memory")
+            or any(sign in stderr for sign in _OUT_OF_MEMORY)
         ):
             return (
                 f"exceeded the memory limit of {format_size(limits.max_memory)} "

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..environments.version_warnings import VersionWarningRecord
-from .loader import enter_child
+from .loader import end_children, enter_child
 
 __all__ = ["main", "run_child", "warm_up"]
 
@@ -84,7 +84,25 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_child(workdir: Path, *, replace_environ: bool) -> int:
     """The child side, in a forked child or a fresh interpreter: enter the limits and
-    environment of ``request.json``, load, compute the stored methods, write the results."""
+    environment of ``request.json``, load, compute the stored methods, write the results;
+    then end whatever the loaded model started (this process adopts its orphans)."""
+    try:
+        return _check(workdir, replace_environ=replace_environ)
+    finally:
+        _end_what_it_started()
+
+
+def _end_what_it_started() -> None:
+    """Kill the processes the artifact started, detached or not (cheap when there are none:
+    ``waitpid`` says so without reading ``/proc``)."""
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return
+    end_children(os.getpid())
+
+
+def _check(workdir: Path, *, replace_environ: bool) -> int:
     request = json.loads((workdir / REQUEST).read_text(encoding="utf-8"))
     sandboxed = enter_child(request.get("child", {}), replace_environ=replace_environ)
     phase_fd = os.open(workdir / PHASE, os.O_WRONLY | os.O_CREAT, 0o600)

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .loader import WARM_UP, kill_group
+from . import cgroups
+from .loader import WARM_UP, become_subreaper, end_children, kill_group
 
 _POLL = 0.05  # seconds between waitpid polls where pidfd_open is unavailable
 
@@ -87,6 +88,7 @@ def serve(preload: list[str]) -> int:
     protocol = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)  # whatever an import prints goes to the log, not into the protocol
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; Ctrl-C reaches it
+    become_subreaper()  # what a child starts and detaches comes back here when it ends
     # The standard library's advice for fork without exec (``gc.freeze``): no collection in
     # the server, whose objects all live until it exits (the imports run faster without one),
     # a freeze before each fork, and the collector back on in the child.
@@ -146,9 +148,21 @@ def serve(preload: list[str]) -> int:
                     "timed_out": timed_out,
                     "seconds": round(now - child.started, 4),
                 }
+                group = cgroups.spare_group(child.pid)
+                if group is not None:
+                    message["cgroup"] = group.version
+                    message["out_of_memory"] = group.out_of_memory()
                 protocol.write(json.dumps(message) + "\n")
                 if exiting:
                     finishing.append(child.pid)
+                else:  # it is gone: what it left (adopted by this server) goes too
+                    known = [*running, *finishing, spare[0]]
+                    end_children(os.getpid(), keep=known)
+                cgroups.sweep()  # the groups of children that were still exiting
+                if group is not None and exiting:
+                    group.retire()  # removed by the next sweep, once it has exited
+                elif group is not None:
+                    group.remove()  # with everything it started, however detached
             finishing = _reap(finishing)
     finally:
         pid, request_fd, done_fd = spare
@@ -163,6 +177,10 @@ def serve(preload: list[str]) -> int:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(child_pid, 0)
             kill_group(child_pid)
+            group = cgroups.spare_group(child_pid)
+            if group is not None:
+                group.remove()
+        cgroups.remove_retired()  # this process ends with os._exit: no atexit
 
 
 def _import_more(
@@ -177,6 +195,9 @@ def _import_more(
     os.close(done_fd)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
+    group = cgroups.spare_group(pid)
+    if group is not None:
+        group.remove()
     protocol.write(json.dumps({"imported": modules, "not_imported": failed}) + "\n")
     return _fork_spare(protocol.fileno())
 
@@ -251,6 +272,7 @@ def _child(request_fd: int, done_fd: int, protocol_fd: int) -> None:
         os.dup2(null, 0)  # not the server's stdin
         os.close(null)
         os.close(protocol_fd)
+        cgroups.join_spare_group()  # while it waits: off the check's path
         with os.fdopen(request_fd, "rb") as pipe:
             line = pipe.read()
         if not line:

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from .cgroups import CheckGroup, own_spare_group
+
 __all__ = [
     "BASE_PRELOAD",
     "CORE_PRELOAD",
@@ -268,6 +270,17 @@ def enter_child(child: dict[str, Any], *, replace_environ: bool) -> str:
     Returns what the sandbox restricts, for the report."""
     from . import sandbox
 
+    # First: whatever it allocates or starts from now on is counted and contained. A fork
+    # server's spare is in a group of its own already (it joined while waiting); a fresh
+    # interpreter joins the group its parent made.
+    group = child.get("cgroup")
+    spare = own_spare_group()
+    with contextlib.suppress(OSError):
+        if spare is not None:
+            spare.limit(child.get("limits", {}).get("max_memory"))
+        elif group:
+            CheckGroup(Path(group["path"]), int(group["version"])).join()
+    become_subreaper()
     apply_limits(child.get("limits", {}))
     if replace_environ:
         os.environ.clear()
@@ -355,6 +368,8 @@ class ChildExit:
     isolation: str
     note: str = ""  # why this check did not run where it was asked to
     seconds: float | None = None  # how long the child ran (None: not known)
+    cgroup: int | None = None  # the version of the memory cgroup it ran in (fork server's)
+    out_of_memory: bool = False  # its cgroup's limit made the kernel kill a process of it
 
 
 @dataclass
@@ -707,6 +722,8 @@ class ForkLoader:
                 message["timed_out"],
                 self.isolation,
                 seconds=message.get("seconds"),
+                cgroup=message.get("cgroup"),
+                out_of_memory=bool(message.get("out_of_memory")),
             )
 
     # -- protocol
@@ -795,3 +812,55 @@ def beneath(path: str, roots: Iterable[str]) -> bool:
         if real == top or real.startswith(top + os.sep):
             return True
     return False
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> None:
+    """Have this process adopt its orphaned descendants (Linux), so that what a check starts
+    and detaches (``setsid``, a double fork) is still this process's to end."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from ``/proc``; empty where there is none)."""
+    found = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == pid:
+            found.append(int(name))
+    return found
+
+
+def end_children(pid: int, keep: Iterable[int] = ()) -> None:
+    """SIGKILL and reap every child of ``pid`` (this process) but ``keep``, and what they
+    leave behind: orphans of a subreaper come back to it as children, so repeat until none."""
+    kept = set(keep)
+    for _ in range(20):
+        children = [child for child in children_of(pid) if child not in kept]
+        if not children:
+            return
+        for child in children:
+            kill_group(child)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(child, signal.SIGKILL)
+        for child in children:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(child, 0)

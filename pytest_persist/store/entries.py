@@ -8,6 +8,8 @@ readers and removed once their writer is gone.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -29,6 +31,7 @@ from .layout import (
     DATA_FILE,
     ENTRY_FILE,
     OLD_PREFIX,
+    SIGNATURE_FILE,
     STORE_FORMAT,
     STORE_FORMAT_VERSION,
     TEMP_PREFIX,
@@ -43,6 +46,7 @@ __all__ = [
     "ENTRY_FILE",
     "STORE_FORMAT",
     "STORE_FORMAT_VERSION",
+    "Snapshot",
     "StoreError",
     "StoredData",
     "StoredEntry",
@@ -51,13 +55,17 @@ __all__ = [
     "entry_dirs",
     "entry_name",
     "iter_entries",
+    "parse_manifest",
     "read_entry",
     "save_entry",
     "sha256_file",
+    "snapshot_entry",
 ]
 
 _STALE_SECONDS = 24 * 3600  # a temporary directory this old is removed whoever wrote it
 _SLUG_LENGTH = 80
+#: What ``entry_name`` makes: ``<slug>--<backend>-<16 hex digits>``.
+_ENTRY_NAME = re.compile(r"^[A-Za-z0-9._-]+--[A-Za-z0-9._-]+-[0-9a-f]{16}$")
 _PARAM_REPR_LENGTH = 2000
 
 
@@ -181,10 +189,15 @@ def save_entry(
 
 
 def _publish(temp: Path, final: Path) -> None:
-    """Rename ``temp`` to ``final``, moving any previous entry out of the way first.
+    """Put ``temp`` in place of ``final`` so that at every instant ``final`` is one whole save,
+    the old one or the new one, even if this process is killed halfway.
 
-    A rename onto a non-empty directory fails, so a concurrent save of the same entry is
-    retried: the last one to rename wins, and each visible entry is always one whole save.
+    On Linux the two folders are swapped in one step (``renameat2(RENAME_EXCHANGE)``) and the
+    old version, now under the temporary name, is removed; a kill before that leaves a
+    temporary folder of a dead writer, which ``clean_temporary`` removes. Elsewhere the old
+    entry is renamed aside (``.old-<id>-<name>``) and the new one renamed in; a kill between
+    the two leaves the old entry aside, which ``clean_temporary`` puts back. A concurrent save
+    of the same entry is retried: the last one to publish wins.
     """
     for _ in range(100):
         try:
@@ -193,15 +206,44 @@ def _publish(temp: Path, final: Path) -> None:
         except OSError:
             if not final.exists():
                 continue  # moved away by a concurrent save in between: try again
-        old = final.parent / f"{OLD_PREFIX}{uuid.uuid4().hex[:12]}-{final.name[-16:]}"
+        if _exchange(temp, final):
+            shutil.rmtree(temp, ignore_errors=True)  # the previous version
+            return
+        old = final.parent / f"{OLD_PREFIX}{uuid.uuid4().hex[:12]}-{final.name}"
         try:
             os.rename(final, old)
         except FileNotFoundError:
             continue
         except OSError as exc:  # pragma: no cover - e.g. a file held open on Windows
             raise StoreError(f"{final}: cannot replace the existing entry ({exc})") from exc
+        try:
+            os.rename(temp, final)
+        except OSError:  # a concurrent save was published in between: it wins
+            shutil.rmtree(old, ignore_errors=True)
+            continue
         shutil.rmtree(old, ignore_errors=True)
+        return
     raise StoreError(f"{final}: could not publish the entry (too many concurrent saves)")
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths atomically (Linux ``renameat2``); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    done = renameat2(
+        _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
+    )
+    return done == 0
 
 
 def _temp_prefix() -> str:
@@ -478,20 +520,156 @@ def read_entry(directory: Path | str) -> StoredEntry:
             )
     try:
         raw = path.read_bytes()
-        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise StoreError(f"{path}: missing; {directory} is not a pytest-persist entry") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise StoreError(f"{path}: unreadable ({exc})") from None
+    return StoredEntry(directory, parse_manifest(raw, path), raw)
+
+
+def parse_manifest(raw: bytes, path: Path) -> dict[str, Any]:
+    """The validated manifest in ``raw`` (the bytes of ``path``); any fault is a
+    ``StoreError`` naming the file, never another exception (a deeply nested JSON document
+    included)."""
     try:
-        manifest = json.loads(text)
+        manifest = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise StoreError(f"{path}: unreadable ({exc})") from None
     except json.JSONDecodeError as exc:
         raise StoreError(
             f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
             "it was truncated or edited by hand"
         ) from None
+    except RecursionError:
+        raise StoreError(
+            f"{path}: not a pytest-persist entry (JSON nested too deeply to read)"
+        ) from None
     _validate(manifest, path)
-    return StoredEntry(directory, manifest, raw)
+    return manifest
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One complete version of an entry, copied and verified file by file: ``entry`` lives in
+    the snapshot's folder; ``signature`` is the bytes of its signature file (None: unsigned)."""
+
+    entry: StoredEntry
+    signature: bytes | None
+    source: Path
+
+
+def snapshot_entry(directory: Path | str, destination: Path | str) -> Snapshot:
+    """Copy one whole version of the entry in ``directory`` into ``destination`` (a new
+    folder), checking each file's size and sha256 as it is copied.
+
+    The entry's folder is opened once and every file is read through that descriptor, never
+    following a symlink, so a save that replaces the entry meanwhile (a new folder renamed in)
+    cannot mix two versions: this copies the version that was there when the folder was
+    opened, or, if that version is deleted before it is copied, starts again with the new one.
+    A file whose bytes differ from the manifest is tampering (writers never change a
+    published folder) and raises ``TamperedArtifactError``; an unreadable manifest raises
+    ``StoreError``. Nothing is read outside the entry's folder.
+    """
+    directory, destination = Path(directory), Path(destination)
+    for _attempt in range(_SNAPSHOT_ATTEMPTS):
+        try:
+            folder = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise StoreError(f"{directory}: the entry is gone (removed since collection)") from None
+        except OSError as exc:
+            if directory.is_symlink():
+                raise TamperedArtifactError(
+                    f"{directory}: the entry folder is a symlink (to "
+                    f"{os.path.realpath(directory)}); refusing to read outside the store"
+                ) from None
+            raise StoreError(f"{directory}: cannot open the entry ({exc})") from None
+        shutil.rmtree(destination, ignore_errors=True)
+        destination.mkdir(parents=True)
+        try:
+            return _copy_version(folder, directory, destination)
+        except _VersionGone:
+            continue  # replaced and removed while being copied: copy the new one
+        finally:
+            os.close(folder)
+    raise StoreError(
+        f"{directory}: replaced {_SNAPSHOT_ATTEMPTS} times while being read; try again"
+    )
+
+
+_SNAPSHOT_ATTEMPTS = 20
+
+
+class _VersionGone(Exception):
+    """The version being copied was removed (a concurrent save replaced it)."""
+
+
+def _open_beneath(folder: int, name: str, where: Path) -> int:
+    """A read descriptor for ``name`` (a checked relative path) beneath the folder descriptor,
+    refusing a symlink at any level."""
+    parts = name.split("/")
+    current = folder
+    try:
+        for part in parts[:-1]:
+            following = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=current)
+            if current != folder:
+                os.close(current)
+            current = following
+        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW, dir_fd=current)
+    except FileNotFoundError:
+        raise _VersionGone from None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            link = where / name
+            raise TamperedArtifactError(
+                f"{link}: leads outside the entry {where} (a symlink, to "
+                f"{os.path.realpath(link)}); a symlink was planted in the entry. Refusing to "
+                "load this entry."
+            ) from None
+        raise StoreError(f"{where / name}: unreadable ({exc})") from None
+    finally:
+        if current != folder:
+            os.close(current)
+
+
+def _read_all(folder: int, name: str, where: Path) -> bytes | None:
+    try:
+        descriptor = _open_beneath(folder, name, where)
+    except _VersionGone:
+        return None
+    with os.fdopen(descriptor, "rb") as handle:
+        return handle.read()
+
+
+def _copy_version(folder: int, directory: Path, destination: Path) -> Snapshot:
+    raw = _read_all(folder, ENTRY_FILE, directory)
+    if raw is None:
+        if not directory.exists():
+            raise StoreError(f"{directory}: the entry is gone (removed since collection)")
+        raise _VersionGone
+    manifest = parse_manifest(raw, directory / ENTRY_FILE)
+    signature = _read_all(folder, SIGNATURE_FILE, directory)
+    for name, info in manifest["files"].items():
+        target = destination / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest, size = hashlib.sha256(), 0
+        with (
+            os.fdopen(_open_beneath(folder, name, directory), "rb") as source,
+            open(target, "wb") as copy,
+        ):
+            for chunk in iter(lambda: source.read(1 << 20), b""):
+                digest.update(chunk)
+                size += len(chunk)
+                copy.write(chunk)
+        if digest.hexdigest() != info["sha256"] or size != info["size"]:
+            raise TamperedArtifactError(
+                f"{directory / name}: sha256 {digest.hexdigest()} ({size} bytes) does not match "
+                f"{info['sha256']} ({info['size']} bytes) recorded in {directory / ENTRY_FILE}; "
+                "the file changed after it was saved. Refusing to load it."
+            )
+    (destination / ENTRY_FILE).write_bytes(raw)
+    if signature is not None:
+        (destination / SIGNATURE_FILE).write_bytes(signature)
+    return Snapshot(StoredEntry(destination, manifest, raw), signature, directory)
 
 
 def entry_dirs(root: Path | str) -> list[Path]:
@@ -516,18 +694,27 @@ def iter_entries(root: Path | str, *, clean: bool = True) -> list[StoredEntry]:
 
 
 def clean_temporary(root: Path | str, *, max_age: float = _STALE_SECONDS) -> list[Path]:
-    """Remove temporary directories whose writer is gone; return what was removed.
+    """Tidy what interrupted writers left; return the paths removed or put back.
 
-    A ``.tmp-`` directory belongs to a live writer while its process (on this host) runs;
-    one older than ``max_age`` seconds is removed regardless. ``.old-`` directories are
-    replaced entries and are always removed.
+    A ``.tmp-`` folder belongs to a live writer while its process (on this host) runs; once
+    that process is gone, or the folder is older than ``max_age`` seconds, it is removed (an
+    unfinished save, or the previous version of an entry swapped out just before a kill). An
+    ``.old-<id>-<name>`` folder is an entry set aside while being replaced: it is put back as
+    ``<name>`` when no entry of that name exists (the writer was killed before the new one was
+    renamed in), and removed otherwise. A path another process removes meanwhile is skipped.
     """
     root = Path(root)
-    removed = []
+    touched = []
     host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
     now = time.time()
-    for path in root.iterdir() if root.is_dir() else []:
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
         if path.name.startswith(OLD_PREFIX):
+            final = root / path.name[len(OLD_PREFIX) :].partition("-")[2]
+            if _ENTRY_NAME.search(final.name) and not final.exists():
+                with contextlib.suppress(OSError):
+                    os.rename(path, final)
+                    touched.append(final)
+                    continue
             stale = True
         elif path.name.startswith(TEMP_PREFIX):
             parts = path.name[len(TEMP_PREFIX) :].split("-")
@@ -543,8 +730,8 @@ def clean_temporary(root: Path | str, *, max_age: float = _STALE_SECONDS) -> lis
         if stale:
             shutil.rmtree(path, ignore_errors=True)
             if not path.exists():
-                removed.append(path)
-    return removed
+                touched.append(path)
+    return touched
 
 
 def _process_alive(pid: int) -> bool:
