@@ -482,3 +482,34 @@ def test_the_loader_child_writes_only_its_own_directory(pytester, iris):
     assert "PermissionError" in writer["error"]
     assert other.entry_file.read_bytes() == before
     assert by_test["t.py::test_a"]["kind"] == "passed"
+
+
+def test_an_outputs_archive_that_would_expand_is_refused(pytester, iris):
+    """A 'zip bomb' planted as an unsigned ONNX entry's data.npz: refused before anything is
+    decompressed, in the child and in this process, naming the file."""
+    import hashlib
+
+    import numpy as np
+
+    X, y = iris
+    entry = store_model(
+        pytester.path / "store", LogisticRegression(max_iter=300).fit(X, y), X, y, backend="onnx"
+    )
+    bomb = entry.path / "data.npz"
+    np.savez_compressed(bomb, X=np.zeros(64 * 1024**2, dtype=np.uint8))
+    assert bomb.stat().st_size < 1024**2
+    manifest = json.loads(entry.entry_file.read_text())
+    payload = bomb.read_bytes()
+    manifest["files"]["data.npz"] = {
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "size": len(payload),
+    }
+    entry.entry_file.write_text(json.dumps(manifest, indent=2))
+    (entry.path / "signature.json").unlink(missing_ok=True)
+
+    result = check(pytester, "store", "--persist-report=r.json")
+    assert result.ret == 1, result.stdout.str()
+    [record] = records(pytester.path / "r.json").values()
+    assert record["kind"] == "load_error"
+    assert f"{entry.path / 'data.npz'}: unreadable" in record["error"], record["error"]
+    assert "would expand to 671089" in record["error"]  # 64 MiB and the .npy header

@@ -298,6 +298,12 @@ class PendingCheck:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
 
+    def _in_store(self, text: str) -> str:
+        """``text`` (the child's words) naming the entry in the store, not its copy."""
+        if self.entry is None:
+            return text
+        return text.replace(str(self.entry.path), self.outcome.details.get("entry", ""))
+
     def _compare(self, ended: ChildExit) -> Outcome:
         outcome, entry, limits, timeout = self.outcome, self.entry, self.limits, self.timeout
         workdir = self.workdir
@@ -331,9 +337,9 @@ class PendingCheck:
             outcome.details["import_seconds"] = result["import_seconds"]
         if result.get("load_error"):
             error = result["load_error"]
-            outcome.details["traceback"] = error.get("traceback", "")
+            outcome.details["traceback"] = self._in_store(error.get("traceback", ""))
             outcome.details["warning_before_error"] = bool(outcome.version_warnings)
-            message = f"{error['type']}: {error['message']}"
+            message = self._in_store(f"{error['type']}: {error['message']}")
             if error["type"] == "MemoryError" and limits.max_memory is not None:
                 message += f" (exceeded the memory limit of {format_size(limits.max_memory)})"
             hint = load_error_hint(
@@ -346,7 +352,7 @@ class PendingCheck:
                 message += f"\n  hint: {hint}"
             return _finish(outcome, OutcomeKind.LOAD_ERROR, message)
 
-        method_errors: dict[str, str] = result.get("method_errors", {})
+        method_errors = {m: self._in_store(r) for m, r in result.get("method_errors", {}).items()}
         if limits.max_memory is not None:
             for method, reason in method_errors.items():
                 if reason.startswith("MemoryError"):

@@ -122,10 +122,15 @@ def _check(workdir: Path, *, replace_environ: bool) -> int:
     from ..backends.base import BackendCall
     from ..environments.version_warnings import capture_version_warnings
     from ..store import codec
-    from ..store.entries import read_entry
+    from ..store.entries import StoreError, read_entry
 
     entry = read_entry(request["entry"])
-    data = entry.load_data()
+    try:
+        data = entry.load_data()
+    except StoreError as exc:  # the stored inputs themselves are bad: say so, as a result
+        error = {"type": "StoreError", "message": str(exc), "traceback": ""}
+        _write_result(workdir, {**result, "load_error": error})
+        return 0
     module_name, _, qualname = request["backend_class"].partition(":")
     backend_class: Any = __import__(module_name, fromlist=["_"])
     for part in qualname.split("."):

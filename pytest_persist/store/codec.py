@@ -390,11 +390,41 @@ def write(npz_path: Path | str, json_path: Path | str, groups: Mapping[str, Mapp
 
 
 def read(npz_path: Path | str, json_path: Path | str) -> dict[str, dict]:
-    """Decode what ``write`` wrote; the ``.npz`` is opened with ``allow_pickle=False``."""
-    description = json.loads(Path(json_path).read_text(encoding="utf-8"))
+    """Decode what ``write`` wrote; the ``.npz`` is opened with ``allow_pickle=False``.
+
+    ``write`` stores arrays uncompressed, so an archive whose members expand far beyond its
+    own size (a "zip bomb" planted in a store) is refused before anything is decompressed, as
+    is a description nested too deeply to read: both raise ``ValueError``.
+    """
+    try:
+        description = json.loads(Path(json_path).read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError(f"{json_path}: nested too deeply to read") from None
+    _refuse_expansion(Path(npz_path))
     with np.load(npz_path, allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in npz.files}
     return decode(arrays, description)
+
+
+#: How much larger than the archive its members may be once expanded (``write`` stores them
+#: uncompressed: 1x plus headers), and the slack a small archive gets.
+_MAX_EXPANSION, _SLACK = 4, 1 << 20
+
+
+def _refuse_expansion(path: Path) -> None:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            expanded = sum(member.file_size for member in archive.infolist())
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{path}: not an .npz archive ({exc})") from None
+    size = path.stat().st_size
+    if expanded > _MAX_EXPANSION * size + _SLACK:
+        raise ValueError(
+            f"{path}: its arrays would expand to {expanded} bytes from a {size}-byte file; "
+            "pytest-persist writes them uncompressed, so this archive was not written by it"
+        )
 
 
 def _write_bytes(path: Path, data: bytes) -> None:

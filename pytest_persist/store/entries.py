@@ -499,8 +499,8 @@ class StoredEntry:
             groups = codec.read(
                 self.path / self.manifest["data"], self.path / self.manifest["data_description"]
             )
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"{self.path / self.manifest['data']}: unreadable ({exc})") from exc
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise StoreError(f"{self.path / self.manifest['data']}: unreadable ({exc})") from None
         inputs = groups.get("inputs", {})
         return StoredData(X=inputs.get("X"), y=inputs.get("y"), expected=groups.get("outputs", {}))
 
