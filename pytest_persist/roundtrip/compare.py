@@ -192,6 +192,25 @@ def _first_line(exc: BaseException, limit: int = 300) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
+def equals_input(X: Any, output: Any) -> bool:
+    """Whether ``output`` holds exactly the values of ``X`` (same shape; dtype and container
+    aside): a transform that did nothing, e.g. an encoder that found no column to encode."""
+    if output is X:
+        return True
+    try:
+        want, got = _dense(_values(X)), _dense(_values(output))
+        if _is_sparse(want) or _is_sparse(got):
+            return False
+        want, got = np.asarray(want), np.asarray(got)
+        if want.shape != got.shape or want.size == 0 or want.dtype.kind not in "biufcOUS":
+            return False
+        if want.dtype.kind in "fc" and got.dtype.kind in "biufc":
+            return bool(np.array_equal(want, got.astype(want.dtype), equal_nan=True))
+        return bool(_label_equal(want, got).all())
+    except Exception:  # values that cannot be compared are not the input
+        return False
+
+
 # ----------------------------------------------------------------------------------------------
 # comparison
 

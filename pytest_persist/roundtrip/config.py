@@ -59,6 +59,9 @@ class Expected:
     called a second time at most once per method however many backends disagree.
     ``input_mutated`` says a method changed its input in place, so that every call then gets
     its own copy of X (otherwise one copy serves all the methods of one model).
+    ``identical`` names the methods whose output equals X (a transform that did nothing).
+    ``fingerprint`` is the original's fitted state when its outputs were computed (see
+    ``state.state_fingerprint``): a dump that changes the original is caught by it.
     """
 
     outputs: dict[str, Any]
@@ -66,3 +69,5 @@ class Expected:
     again: dict[str, Any] = field(default_factory=dict)
     again_errors: dict[str, str] = field(default_factory=dict)
     input_mutated: bool = False
+    identical: list[str] = field(default_factory=list)
+    fingerprint: dict[str, str] | None = None

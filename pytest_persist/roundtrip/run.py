@@ -19,10 +19,11 @@ from .compare import (
     compare_outputs,
     compute_outputs,
     compute_outputs_once,
+    equals_input,
 )
 from .config import STATE_POLICIES, Expected, PersistUsageError, RoundtripConfig
-from .settings import config_from_options
-from .state import compare_state
+from .settings import config_from_options, no_backend_left
+from .state import changed_paths, compare_state, state_fingerprint
 
 __all__ = [
     "STATE_POLICIES",
@@ -43,17 +44,43 @@ NONDETERMINISTIC = "nondeterministic: the original estimator gives different out
 
 
 def estimator_name(estimator: Any) -> str:
-    return type(estimator).__name__
+    """The estimator's class name (a class passed instead of an instance: its own name)."""
+    return estimator.__name__ if isinstance(estimator, type) else type(estimator).__name__
+
+
+def validate_estimator(estimator: Any, *, needs: tuple[str, ...] = ("fit",)) -> None:
+    """Refuse a class instead of an instance, and an object without the methods in ``needs``
+    (``fit``; ``get_params`` too where the estimator is cloned), naming what is missing."""
+    name = estimator_name(estimator)
+    if isinstance(estimator, type):
+        raise PersistUsageError(
+            f"{name} is a class, not an instance: pass {name}(...) (an instance, with its "
+            "parameters), not the class itself"
+        )
+    missing = [attr for attr in needs if not callable(getattr(estimator, attr, None))]
+    if not missing:
+        return
+    has = [attr for attr in ("fit", "get_params") if callable(getattr(estimator, attr, None))]
+    what = (
+        f"has {' and '.join(has)} but no {' or '.join(missing)}"
+        if has
+        else (f"has no {' or '.join(missing)}")
+    )
+    why = {
+        "fit": "pytest-persist checks estimators: objects with a fit method",
+        "get_params": (
+            "clone() needs get_params to make the fresh copy it fits (scikit-learn's "
+            "BaseEstimator provides it)"
+        ),
+    }
+    reasons = "; ".join(why[attr] for attr in missing)
+    raise PersistUsageError(f"{name} is not a scikit-learn estimator: it {what} ({reasons})")
 
 
 def validate_input(estimator: Any, X: Any, y: Any = None) -> None:
     """Refuse, before any dump, what cannot be round-tripped meaningfully."""
     name = estimator_name(estimator)
-    if not (hasattr(estimator, "fit") and hasattr(estimator, "get_params")):
-        raise PersistUsageError(
-            f"{name} is not a scikit-learn estimator (it has no fit/get_params); "
-            "persist_roundtrip checks fitted estimators"
-        )
+    validate_estimator(estimator)
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
 
@@ -97,9 +124,16 @@ def _n_rows(data: Any) -> int | None:
 
 
 def validate_target(name: str, X: Any, y: Any) -> None:
-    """A ``y`` given with X must have one row per row of X (else ``score`` silently drops out)."""
+    """A ``y`` given with X must be array-like, with one row per row of X (else ``score``
+    silently drops out)."""
     if y is None:
         return
+    if isinstance(y, (str, bytes, dict)) or not (hasattr(y, "__len__") or hasattr(y, "shape")):
+        raise PersistUsageError(
+            f"y for {name} must be array-like (ndarray, Series, DataFrame or list), not "
+            f"{type(y).__name__}: a generator or iterator is used up by the first method "
+            "that reads it; pass list(y) or np.asarray(y)"
+        )
     n_x, n_y = _n_rows(X), _n_rows(y)
     if n_x is not None and n_y is not None and n_x != n_y:
         raise PersistUsageError(
@@ -135,13 +169,33 @@ def expected_outputs(
     if offered and not outputs:
         details = "; ".join(f"{m}: {r}" for m, r in errors.items())
         raise PersistUsageError(f"no prediction method of {name} works on the given X: {details}")
-    return Expected(outputs, not_compared, input_mutated=mutated)
+    identical = [m for m, output in outputs.items() if m != "score" and equals_input(X, output)]
+    return Expected(
+        outputs,
+        not_compared,
+        input_mutated=mutated,
+        identical=identical,
+        fingerprint=_fingerprint(estimator),
+    )
+
+
+def _fingerprint(estimator: Any) -> dict[str, str] | None:
+    """The original's state fingerprint, or None where the walk cannot digest it."""
+    try:
+        return state_fingerprint(estimator)
+    except Exception:  # an exotic object the walk cannot read: no dump-change check
+        return None
 
 
 def recall_original(
     estimator: Any, X: Any, y: Any, method: str, expected: Expected
 ) -> tuple[Any, str | None]:
-    """The original's second answer for ``method`` (computed once, then kept in ``expected``)."""
+    """The original's second answer for ``method`` (computed once, then kept in ``expected``).
+
+    Callers check first that no dump changed the original (``original_changed``); what the
+    call itself changes in the original (a counter) is its own business, so the fingerprint
+    is taken again after it.
+    """
     if method not in expected.again and method not in expected.again_errors:
         source = expected.outputs.get("transform")
         try:
@@ -149,7 +203,38 @@ def recall_original(
                 expected.again[method] = call_method(estimator, method, X, y, source)
         except Exception as exc:
             expected.again_errors[method] = f"{type(exc).__name__}: {exc}"
+        if expected.fingerprint is not None:
+            expected.fingerprint = _fingerprint(estimator)
     return expected.again.get(method), expected.again_errors.get(method)
+
+
+def original_changed(
+    outcome: Outcome, original: Any, expected: Expected, backend_name: str
+) -> bool:
+    """Whether the original's fitted state changed since its outputs were computed (a dump
+    that changed it: a ``__getstate__`` or ``__reduce__`` that alters the model it saves).
+
+    If so the outcome becomes a ``dump_error`` naming what changed: the outputs it was
+    compared with belong to a model that no longer exists, and the original's second
+    answers say nothing about its determinism.
+    """
+    if "original_changed" in outcome.details:
+        return True
+    if expected.fingerprint is None:
+        return False
+    now = _fingerprint(original)
+    changes = [] if now is None else changed_paths(expected.fingerprint, now)
+    if not changes:
+        return False
+    outcome.kind = OutcomeKind.DUMP_ERROR
+    outcome.details["original_changed"] = changes
+    outcome.error = (
+        f"dumping {outcome.estimator} with {backend_name} changed the original estimator: "
+        f"{'; '.join(changes)}. Its outputs were computed before the dump, so what follows "
+        "compares the loaded copy with a model that no longer exists; saving must not change "
+        "the model saved (look at its __getstate__ / __reduce__)"
+    )
+    return True
 
 
 def outputs_to_store(
@@ -164,6 +249,8 @@ def outputs_to_store(
     not_compared = {**expected.not_compared, **outcome.not_compared}
     outputs = {m: v for m, v in expected.outputs.items() if m not in not_compared}
     if config.check_determinism:
+        if original_changed(outcome, estimator, expected, outcome.backend):
+            return {}, not_compared  # a dump_error now: nothing is stored
         for method in list(outputs):
             again, error = recall_original(estimator, X, y, method, expected)
             if error is not None or _exact_differences(method, outputs[method], again):
@@ -234,11 +321,29 @@ def run_roundtrip(
     if backend.preserves_objects and config.state != "ignore":
         outcome.state_differences = compare_state(estimator, loaded)
     compare_loaded(outcome, loaded, X, y, expected, backend, config, original=estimator)
+    if outcome.state_differences and config.state != "ignore":
+        original_changed(outcome, estimator, expected, backend.name)  # the dump, not the load?
     state_fails = outcome.state_differences and config.state == "fail"
     if outcome.kind is OutcomeKind.PASSED and state_fails:
         outcome.kind = OutcomeKind.MISMATCH
     note_state_only(outcome, backend, config)
+    note_identity(outcome, expected)
     return outcome
+
+
+def note_identity(outcome: Outcome, expected: Expected) -> None:
+    """A pass whose compared outputs all equal the input X says so in ``details["identity"]``
+    (``passed (identity)``; ``--persist-strict`` fails it): it compared a model that did
+    nothing to its input, e.g. an encoder that found no column to encode."""
+    compared = outcome.compared_methods
+    if outcome.kind is not OutcomeKind.PASSED or not compared:
+        return
+    if all(method in expected.identical for method in compared):
+        outcome.details["identity"] = (
+            f"identity: every compared output ({', '.join(compared)}) equals the input X, "
+            f"so the round trip showed nothing about what {outcome.estimator} computes; give "
+            "it data it changes (an encoder: categorical columns)"
+        )
 
 
 def note_state_only(outcome: Outcome, backend: Backend, config: RoundtripConfig) -> None:
@@ -314,7 +419,7 @@ def compare_loaded(
     )
     if original is not None and config.check_determinism:
         settle_differences(outcome, original, X, y, expected, actual)
-    if any(not d.tolerated for d in outcome.differences):
+    if outcome.kind is OutcomeKind.PASSED and any(not d.tolerated for d in outcome.differences):
         outcome.kind = OutcomeKind.MISMATCH
 
 
@@ -331,8 +436,14 @@ def settle_differences(
     the nearer of the two answers. If some part's distance exceeds ``CHANGED_BEYOND_SPREAD``
     times its spread, the loaded copy changed too: the difference stands, saying both.
     Otherwise the method is not compared (``nondeterministic``), not a failure.
+
+    First, though, the original must be unchanged since its outputs were computed: a dump
+    that changed it makes every method look nondeterministic, and is a failure of its own
+    (``original_changed``), with the differences as they are.
     """
     failing = list(dict.fromkeys(d.method for d in outcome.differences if not d.tolerated))
+    if failing and original_changed(outcome, original, expected, outcome.backend):
+        return
     for method in failing:
         first, got = expected.outputs[method], actual[method]
         again, error = recall_original(original, X, y, method, expected)
@@ -426,8 +537,12 @@ def check_persistence(
     ``result.loaded`` is the model.
     """
     registry = registry or BackendRegistry()
+    where = f"check_persistence({estimator_name(estimator)})"
+    if backends is not None and not list(backends):
+        raise PersistUsageError(f"{where}: backends=[] names no backend; leave it out for all")
     names = registry.select(backends, exclude)
-    config = config_from_options(options, where=f"check_persistence({estimator_name(estimator)})")
+    no_backend_left(names, exclude, where)
+    config = config_from_options(options, where=where)
     validate_input(estimator, X, y)
     expected = expected_outputs(estimator, X, y, config)
     outcomes = []

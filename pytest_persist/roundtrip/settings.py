@@ -22,6 +22,25 @@ def _names(value: Any, what: str) -> list[str]:
     raise PersistUsageError(f"{what} must be a list of names, got {value!r}")
 
 
+def _backend_names(value: Any, what: str) -> list[str]:
+    """``backends=``: at least one name (``[]`` would silently run nothing)."""
+    names = _names(value, what)
+    if not names:
+        raise PersistUsageError(
+            f"{what}={value!r} names no backend; name at least one, or leave backends out "
+            "to run every enabled backend"
+        )
+    return names
+
+
+def no_backend_left(names: list[str], exclude: list[str] | None, where: str) -> None:
+    """Refuse a selection that ``exclude`` emptied (``backends`` names only excluded ones)."""
+    if not names:
+        raise PersistUsageError(
+            f"{where}: exclude={exclude!r} leaves no backend to run; narrow it, or remove the test"
+        )
+
+
 def _reasons(value: Any, what: str) -> dict[str, str]:
     if isinstance(value, dict) and all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -98,7 +117,7 @@ class Keyword:
 
 
 KEYWORDS: dict[str, Keyword] = {
-    "backends": Keyword(_names, "select"),
+    "backends": Keyword(_backend_names, "select"),
     "exclude": Keyword(_names, "select"),
     "xfail": Keyword(_reasons, "select"),
     "methods": Keyword(_methods, "config"),
