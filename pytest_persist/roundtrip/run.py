@@ -20,6 +20,8 @@ from .compare import (
     compute_outputs,
     compute_outputs_once,
     equals_input,
+    extra_calls,
+    is_function_call,
 )
 from .config import STATE_POLICIES, Expected, PersistUsageError, RoundtripConfig
 from .settings import config_from_options, no_backend_left
@@ -90,8 +92,8 @@ def validate_input(estimator: Any, X: Any, y: Any = None) -> None:
         raise PersistUsageError(
             f"{name} is not fitted: call {name}.fit(...) before checking its persistence"
         ) from None
-    except TypeError:
-        pass  # not an estimator check_is_fitted understands; the methods will tell
+    except Exception:  # not an estimator check_is_fitted understands (no tags, no
+        pass  # BaseEstimator: MAPIE 1.x); the methods will tell
     if X is None:
         raise PersistUsageError(f"no input X given to compare the predictions of {name} on")
     if isinstance(X, (str, bytes, dict)) or not hasattr(X, "__len__"):
@@ -161,7 +163,14 @@ def expected_outputs(
                 f"(it offers {', '.join(offered) or 'no prediction method'})"
             )
         offered = [m for m in offered if m in config.methods]
-    outputs, errors, mutated = compute_outputs_once(estimator, X, y, offered)
+    absent = [m for m in config.extra_methods if not callable(getattr(estimator, m, None))]
+    if absent:
+        raise PersistUsageError(
+            f"{name} has no method {', '.join(absent)} (extra_methods=): name methods it has"
+        )
+    calls = extra_calls(config.extra_methods, config.functions)
+    offered = [*offered, *(m for m in calls if m not in offered)]
+    outputs, errors, mutated = compute_outputs_once(estimator, X, y, offered, calls=calls)
     not_compared = {
         method: f"raises on the original estimator too, not a persistence failure: {reason}"
         for method, reason in errors.items()
@@ -176,6 +185,7 @@ def expected_outputs(
         input_mutated=mutated,
         identical=identical,
         fingerprint=_fingerprint(estimator),
+        calls=calls,
     )
 
 
@@ -200,7 +210,9 @@ def recall_original(
         source = expected.outputs.get("transform")
         try:
             with np.errstate(all="ignore"):
-                expected.again[method] = call_method(estimator, method, X, y, source)
+                expected.again[method] = call_method(
+                    estimator, method, X, y, source, expected.calls
+                )
         except Exception as exc:
             expected.again_errors[method] = f"{type(exc).__name__}: {exc}"
         if expected.fingerprint is not None:
@@ -248,6 +260,11 @@ def outputs_to_store(
     """
     not_compared = {**expected.not_compared, **outcome.not_compared}
     outputs = {m: v for m, v in expected.outputs.items() if m not in not_compared}
+    for method in expected.calls:  # a stored check calls the standard methods, plainly
+        if outputs.pop(method, None) is not None:
+            not_compared[method] = (
+                "not stored: a stored check calls only the standard methods, without keywords"
+            )
     if config.check_determinism:
         if original_changed(outcome, estimator, expected, outcome.backend):
             return {}, not_compared  # a dump_error now: nothing is stored
@@ -326,7 +343,7 @@ def run_roundtrip(
     state_fails = outcome.state_differences and config.state == "fail"
     if outcome.kind is OutcomeKind.PASSED and state_fails:
         outcome.kind = OutcomeKind.MISMATCH
-    note_state_only(outcome, backend, config)
+    note_state_only(outcome, backend, config, estimator)
     note_identity(outcome, expected)
     return outcome
 
@@ -346,16 +363,15 @@ def note_identity(outcome: Outcome, expected: Expected) -> None:
         )
 
 
-def note_state_only(outcome: Outcome, backend: Backend, config: RoundtripConfig) -> None:
+def note_state_only(
+    outcome: Outcome, backend: Backend, config: RoundtripConfig, estimator: Any = None
+) -> None:
     """A pass that compared no method says so in ``details["state_only"]`` (never a plain pass
     that compared nothing; ``--persist-strict`` fails it)."""
     if outcome.kind is not OutcomeKind.PASSED or outcome.compared_methods:
         return
     why = "; ".join(f"{m}: {r}" for m, r in outcome.not_compared.items())
-    why = why or (
-        f"{outcome.estimator} has no prediction method (a sampler's fit_resample is compared "
-        "only when y is given)"
-    )
+    why = why or nothing_to_call(outcome.estimator, estimator)
     if backend.preserves_objects and config.state != "ignore":
         outcome.details["state_only"] = (
             f"state only: no method compared ({why}); only the fitted state was checked"
@@ -365,6 +381,22 @@ def note_state_only(outcome: Outcome, backend: Backend, config: RoundtripConfig)
             f"nothing compared: no method compared ({why}) and the {backend.name} model's "
             "fitted state is not checked"
         )
+
+
+def nothing_to_call(name: str, estimator: Any) -> str:
+    """Why an estimator offered no method to compare: a sampler without y, a clusterer or
+    transformer whose only calls refit it (``fit_predict``, ``fit_transform``), or nothing."""
+    if callable(getattr(estimator, "fit_resample", None)):
+        return f"{name} has no prediction method, and its fit_resample is compared only with y"
+    refits = [m for m in ("fit_predict", "fit_transform") if callable(getattr(estimator, m, None))]
+    if refits:
+        verb, pronoun = ("fit", "they say") if len(refits) > 1 else ("fits", "it says")
+        return (
+            f"{name} has no prediction method: {' and '.join(refits)} {verb} it again, so "
+            f"{pronoun} nothing about the fitted model (what it learnt, labels_ included, is "
+            "in the fitted state)"
+        )
+    return f"{name} has no prediction method"
 
 
 def compare_loaded(
@@ -382,15 +414,25 @@ def compare_loaded(
     With ``original`` (and ``config.check_determinism``), a method whose output differs is
     called on the original again before the difference is reported (``settle_differences``).
     """
-    offered = [m for m in expected.outputs if m in available_methods(loaded, with_y=y is not None)]
+    standard = available_methods(loaded, with_y=y is not None)
+    offered = [m for m in expected.outputs if _provides(loaded, m, standard, expected, backend)]
     for method in expected.outputs:
         if method not in offered:
             outcome.not_compared[method] = f"the {backend.name} model does not provide it"
+    if expected.calls:
+        outcome.details["extra_calls"] = {
+            m: _describe_call(m, call, config) for m, call in expected.calls.items()
+        }
     transformed = expected.outputs.get("transform")
+    calls = expected.calls
     if expected.input_mutated:
-        actual, errors = compute_outputs(loaded, X, y, offered, transformed=transformed)
+        actual, errors = compute_outputs(
+            loaded, X, y, offered, transformed=transformed, calls=calls
+        )
     else:
-        actual, errors, _ = compute_outputs_once(loaded, X, y, offered, transformed=transformed)
+        actual, errors, _ = compute_outputs_once(
+            loaded, X, y, offered, transformed=transformed, calls=calls
+        )
     outcome.compared_methods = [m for m in offered if m in actual]
     if errors:
         outcome.kind = OutcomeKind.METHOD_ERROR
@@ -421,6 +463,34 @@ def compare_loaded(
         settle_differences(outcome, original, X, y, expected, actual)
     if outcome.kind is OutcomeKind.PASSED and any(not d.tolerated for d in outcome.differences):
         outcome.kind = OutcomeKind.MISMATCH
+
+
+def _provides(
+    loaded: Any, method: str, standard: list[str], expected: Expected, backend: Backend
+) -> bool:
+    """Whether the loaded model can answer ``method`` as the original did: an extra method or
+    function needs the model itself (not an ONNX session), a method its attribute."""
+    call = expected.calls.get(method)
+    if call is None:
+        return method in standard
+    if not backend.preserves_objects:  # a converted model: no keywords, no functions of it
+        return False
+    return is_function_call(call) or callable(getattr(loaded, method, None))
+
+
+def _describe_call(method: str, call: Any, config: RoundtripConfig) -> str:
+    """``predict_interval(X, alpha=0.1)`` or ``hdbscan.prediction.approximate_predict(model,
+    X)``: how an extra call was made, for the outcome's details."""
+    if is_function_call(call):
+        function, keywords = config.functions[method]
+        module = getattr(function, "__module__", "") or ""
+        qualname = getattr(function, "__qualname__", repr(function))
+        shown = f"{module}.{qualname}" if module else qualname
+        arguments = ["model", "X", *(f"{k}={v!r}" for k, v in keywords.items())]
+    else:
+        shown, keywords = method, config.extra_methods.get(method, {})
+        arguments = ["X", *(f"{k}={v!r}" for k, v in keywords.items())]
+    return f"{shown}({', '.join(arguments)})"
 
 
 def settle_differences(

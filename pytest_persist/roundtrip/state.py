@@ -108,7 +108,7 @@ class _StateWalker:
         self._object(a, b, path, depth)
 
     def _object(self, a: Any, b: Any, path: str, depth: int) -> None:
-        state_a, state_b = _object_state(a), _object_state(b)
+        state_a, state_b = _object_state(a, saved=True), _object_state(b, saved=True)
         if state_a is None or state_b is None:
             try:
                 equal = bool(a == b)
@@ -177,10 +177,28 @@ class _StateWalker:
             self.report(path, f"{(a != b).nnz} stored values differ")
 
 
-def _object_state(obj: Any) -> Any:
+def _own_getstate(obj: Any) -> bool:
+    getstate = getattr(type(obj), "__getstate__", None)
+    return getstate is not None and getstate is not getattr(object, "__getstate__", None)
+
+
+def _object_state(obj: Any, *, saved: bool = False) -> Any:
     """What an object is made of: its ``__dict__`` (and slots) less memo attributes, else what
     pickle would save (``__reduce_ex__``: the constructor arguments and state of a Cython
-    object), else None."""
+    object), else None.
+
+    ``saved``: for a helper object that is not an estimator (no ``get_params``) and whose
+    class says what it saves (its own ``__getstate__``, e.g. ``joblib.Memory`` drops its
+    ``timestamp``), what it saves. An estimator's own ``__getstate__`` is never called here:
+    it may change the estimator (that is what ``state_fingerprint`` catches).
+    """
+    if saved and hasattr(obj, "__dict__") and not hasattr(obj, "get_params") and _own_getstate(obj):
+        try:
+            state = obj.__getstate__()
+        except Exception:
+            state = None
+        if isinstance(state, dict):
+            return {k: v for k, v in state.items() if k not in MEMO_ATTRIBUTES}
     if hasattr(obj, "__dict__") and not isinstance(obj, type):
         state = {k: v for k, v in vars(obj).items() if k not in MEMO_ATTRIBUTES}
         slots = [s for cls in type(obj).__mro__ for s in getattr(cls, "__slots__", ())]
@@ -188,8 +206,7 @@ def _object_state(obj: Any) -> Any:
             if slot not in MEMO_ATTRIBUTES and hasattr(obj, slot):
                 state[slot] = getattr(obj, slot)
         return state
-    getstate = getattr(type(obj), "__getstate__", None)
-    if getstate is not None and getstate is not getattr(object, "__getstate__", None):
+    if _own_getstate(obj):
         try:
             state = obj.__getstate__()
         except Exception:
