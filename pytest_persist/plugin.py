@@ -151,7 +151,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> None:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     result = yield
-    if call.when == "call":
+    # a usage error in the persist_roundtrip fixture fails setup, and the call never runs
+    if call.when == "call" or (call.when == "setup" and result.get_result().failed):
         records = records_of(item, item.stash.get(OUTCOMES_KEY, []))
         if records:  # plain data on the report, so it reaches the xdist controller
             setattr(result.get_result(), REPORT_ATTRIBUTE, records)
@@ -175,10 +176,11 @@ def persist_roundtrip(
     request: pytest.FixtureRequest, persist_backend: str | None, tmp_path: Any
 ) -> PersistRoundtrip:
     """Callable ``persist_roundtrip(estimator, X, y=None, **keywords)``; see the README."""
-    from .runner import PersistRoundtrip, UsageProblem
+    from .runner import PersistRoundtrip, UsageProblem, fail_usage
 
     if isinstance(persist_backend, UsageProblem):
-        pytest.fail(f"pytest-persist usage error: {persist_backend}", pytrace=False)
+        record = request.node.stash.setdefault(OUTCOMES_KEY, [])
+        fail_usage(persist_backend, record=record, test_id=request.node.nodeid)
     marker = request.node.get_closest_marker(MARKER)
     subtests = None
     if persist_backend is None:

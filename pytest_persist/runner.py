@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from .backends import BackendRegistry
-from .checks import EstimatorChecks, PersistenceCheck, SharedFit, estimator_id
+from .checks import EstimatorChecks, PersistenceCheck, SharedFit, estimator_id, estimator_label
 from .results.outcome import Outcome, OutcomeKind
 from .roundtrip.run import (
     PersistUsageError,
@@ -21,11 +21,34 @@ from .roundtrip.run import (
     run_roundtrip,
     validate_input,
 )
-from .roundtrip.settings import KEYWORDS, RoundtripRequest, build_request
+from .roundtrip.settings import KEYWORDS, RoundtripRequest, build_request, no_backend_left
 
 
 class PersistStateWarning(UserWarning):
     """The fitted state changed after loading while ``state="warn"`` lets the test pass."""
+
+
+#: Where a usage error names no backend (the item never got to one).
+NO_BACKEND = "-"
+
+
+def fail_usage(
+    problem: str,
+    *,
+    record: list[Outcome],
+    test_id: str,
+    estimator: Any = None,
+    backends: list[str] | None = None,
+) -> None:
+    """Record a ``usage_error`` outcome (one per backend the item would have run, else one
+    naming no backend), so that the summary and reports hold every item; then fail it."""
+    __tracebackhide__ = True
+    name = estimator_label(estimator)
+    for backend in backends or [NO_BACKEND]:
+        record.append(
+            Outcome(OutcomeKind.USAGE_ERROR, name, backend, test_id=test_id, error=str(problem))
+        )
+    pytest.fail(f"pytest-persist usage error: {problem}", pytrace=False)
 
 
 @dataclass
@@ -70,6 +93,7 @@ class PersistRoundtrip:
 
     def __call__(self, estimator: Any, X: Any, y: Any = None, **keywords: Any) -> Any:
         __tracebackhide__ = True
+        request = None
         try:
             request = self._request(keywords)
             validate_input(estimator, X, y)
@@ -79,13 +103,31 @@ class PersistRoundtrip:
         else:
             problem = None
         if problem is not None:
-            pytest.fail(f"pytest-persist usage error: {problem}", pytrace=False)
+            fail_usage(
+                problem,
+                record=self.outcomes,
+                test_id=self.test_id,
+                estimator=estimator,
+                backends=self._usage_backends(request),
+            )
         self._calls += 1
         if self.backend_name is not None:
             outcome = self._run(self.backend_name, estimator, X, y, request, expected)
             self._judge(outcome)
             return outcome.loaded
         return self._run_all(estimator, X, y, request, expected)
+
+    def _usage_backends(self, request: RoundtripRequest | None) -> list[str]:
+        """The backends a call that failed as a usage error would have run."""
+        if self.backend_name is not None:
+            return [self.backend_name]
+        if request is not None:
+            try:
+                chosen = self.settings.registry.select(request.backends, request.exclude)
+            except ValueError:
+                chosen = []
+            return [n for n in chosen if n in self.settings.enabled]
+        return list(self.settings.enabled)
 
     def _request(self, keywords: dict[str, Any]) -> RoundtripRequest:
         where = f"persist_roundtrip in {self.test_id}"
@@ -161,18 +203,22 @@ class PersistRoundtrip:
 
     def _counts_as_failure(self, outcome: Outcome) -> bool:
         unsupported = outcome.kind is OutcomeKind.UNSUPPORTED
-        strict_only = unsupported or bool(outcome.state_only)
+        strict_only = unsupported or bool(outcome.vacuous)
         return outcome.failed or (self.settings.strict and strict_only)
 
     def _backend_names(self, request: RoundtripRequest) -> list[str]:
         __tracebackhide__ = True
         try:
-            return self.settings.registry.select(
+            names = self.settings.registry.select(
                 request.backends, request.exclude, also_known=request.named_backends
             )
+            no_backend_left(names, request.exclude, f"persist_roundtrip in {self.test_id}")
+            return names
+        except PersistUsageError as exc:
+            problem = str(exc)
         except ValueError as exc:
             problem = f"persist_roundtrip in {self.test_id}: {exc}"
-        pytest.fail(f"pytest-persist usage error: {problem}", pytrace=False)
+        fail_usage(problem, record=self.outcomes, test_id=self.test_id)
 
     def _judge(self, outcome: Outcome) -> None:
         """Turn one outcome into a pytest result."""
@@ -183,6 +229,11 @@ class PersistRoundtrip:
 
 class PersistStateOnlyWarning(UserWarning):
     """A round trip passed without comparing any method (only the fitted state, or nothing)."""
+
+
+class PersistIdentityWarning(UserWarning):
+    """A round trip passed comparing only outputs equal to the input: the model may have
+    done nothing (an encoder that found no column to encode), so nothing was proven."""
 
 
 def judge(outcome: Outcome, *, strict: bool, known_failure: str | None = None) -> None:
@@ -210,6 +261,16 @@ def judge(outcome: Outcome, *, strict: bool, known_failure: str | None = None) -
             )
         warnings.warn(
             PersistStateOnlyWarning(f"{outcome.headline()}: {outcome.state_only}"), stacklevel=3
+        )
+    elif outcome.identity:
+        if strict:
+            pytest.fail(
+                outcome.message()
+                + "\n  (--persist-strict: a pass whose outputs equal its input fails)",
+                pytrace=False,
+            )
+        warnings.warn(
+            PersistIdentityWarning(f"{outcome.headline()}: {outcome.identity}"), stacklevel=3
         )
     if outcome.state_differences:
         warnings.warn(
@@ -242,7 +303,7 @@ class PendingCheck:
     ) -> BoundCheck:
         __tracebackhide__ = True
         if self.problem is not None or self.check is None:
-            pytest.fail(f"pytest-persist usage error: {self.problem}", pytrace=False)
+            fail_usage(str(self.problem), record=record, test_id=test_id)
         return BoundCheck(self, settings, test_id, record, saver)
 
 
@@ -278,7 +339,17 @@ class BoundCheck:
         try:
             outcome = self.pending.check(estimator, test_id=self.test_id, on_passed=on_passed)
         except PersistUsageError as exc:  # e.g. no method of the fitted estimator works on X
-            pytest.fail(f"pytest-persist usage error: {exc}", pytrace=False)
+            problem = str(exc)
+        else:
+            problem = None
+        if problem is not None:
+            fail_usage(
+                problem,
+                record=self.record,
+                test_id=self.test_id,
+                estimator=estimator,
+                backends=[self.backend],
+            )
         self.record.append(outcome)
         judge(outcome, strict=self.settings.strict, known_failure=self.pending.known_failure)
         return outcome
@@ -295,7 +366,13 @@ def persistence_params(checks: EstimatorChecks, settings: SessionSettings, where
         if not checks.estimators:
             raise PersistUsageError(f"{where}: no estimators given")
         config = checks.config(settings.defaults, where)
+        if checks.backends is not None and not checks.backends:
+            raise PersistUsageError(
+                f"{where}: backends=[] names no backend; name at least one, or leave "
+                "backends out to run every enabled backend"
+            )
         chosen = set(registry.select(checks.backends, checks.exclude))
+        no_backend_left(list(chosen), checks.exclude, where)
         known = [checks.known_failures(estimator, where) for estimator in checks.estimators]
         registry.select([], also_known=[name for failures in known for name in failures])
     except PersistUsageError as exc:
@@ -311,7 +388,7 @@ def persistence_params(checks: EstimatorChecks, settings: SessionSettings, where
     available = [n for n in names if registry[n].is_available()]
     for estimator, failures in zip(checks.estimators, known, strict=True):
         # fitted once on its tag-driven data, for all of its backends' items
-        shared = SharedFit(estimator, config, uses=len(available))
+        shared = SharedFit(estimator, config, uses=len(available), data=checks.data)
         for name in names:
             backend = registry[name]
             marks = []
@@ -320,7 +397,7 @@ def persistence_params(checks: EstimatorChecks, settings: SessionSettings, where
             reason = failures.get(name)
             if reason:
                 marks.append(pytest.mark.xfail(reason=reason, strict=True))
-            check = PersistenceCheck(name, registry, config, shared)
+            check = PersistenceCheck(name, registry, config, shared, checks.data)
             pending = PendingCheck(check, known_failure=reason)
             test_id = f"{estimator_id(estimator)}-{name}"
             params.append(pytest.param(estimator, pending, marks=marks, id=test_id))
@@ -344,7 +421,10 @@ def marker_problem(marker: pytest.Mark, where: str, registry: BackendRegistry) -
         return UsageProblem(f"{where}: takes keyword arguments only, got {marker.args!r}")
     try:
         request = build_request(dict(marker.kwargs), where=where)
-        registry.select(request.backends, request.exclude, also_known=request.named_backends)
+        chosen = registry.select(
+            request.backends, request.exclude, also_known=request.named_backends
+        )
+        no_backend_left(chosen, request.exclude, where)
     except PersistUsageError as exc:
         return UsageProblem(str(exc))
     except ValueError as exc:

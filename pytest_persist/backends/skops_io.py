@@ -9,11 +9,15 @@ estimator author what trust their users will have to grant. A user's allowlist
 Every skops release with ``get_untrusted_types`` (the project needs skops >= 0.9) takes the
 keyword-only ``data=`` / ``file=`` arguments, and every release accepts a list for ``trusted=``
 (``trusted=True`` was removed in 0.10 for CVE-2024-37065), so one code path serves them all.
+
+A dump that fails names the attributes skops cannot save (``UnsavableAttributes``): skops'
+own error names a type deep inside (``no default __reduce__ due to non-trivial __cinit__``),
+not where in the estimator it sits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,56 @@ class UntrustedTypesError(Exception):
             f"@pytest.mark.persist_roundtrip(trusted={self.missing!r}), or, checking a store, "
             f"--persist-trusted={','.join(self.missing)}."
         )
+
+
+class UnsavableAttributes(TypeError):
+    """skops cannot save the estimator; ``paths`` are the attributes it cannot save."""
+
+    def __init__(self, error: BaseException, paths: list[str]) -> None:
+        self.paths = list(paths)
+        first = str(error).strip().splitlines()
+        super().__init__(
+            f"skops cannot save {', '.join(self.paths)} "
+            f"({type(error).__name__}: {first[0] if first else ''})"
+        )
+
+
+def unsavable_paths(
+    value: Any, dumps: Callable[[Any], bytes], *, limit: int = 3, max_depth: int = 8
+) -> list[str]:
+    """The attributes of ``value`` (up to ``limit``) that ``dumps`` cannot save, as deep as
+    containers and nested estimators go: ``mapping[0]['mapping'] (DataFrame)``."""
+    found: list[str] = []
+
+    def fails(item: Any) -> bool:
+        try:
+            dumps(item)
+        except Exception:
+            return True
+        return False
+
+    def parts(item: Any) -> list[tuple[str, Any]]:
+        if isinstance(item, dict):
+            return [(f"[{key!r}]", v) for key, v in item.items()]
+        if isinstance(item, (list, tuple)):
+            return [(f"[{index}]", v) for index, v in enumerate(item)]
+        if hasattr(item, "get_params") and hasattr(item, "__dict__"):  # a nested estimator
+            return [(f".{key}", v) for key, v in vars(item).items()]
+        return []
+
+    def visit(item: Any, path: str, depth: int) -> None:
+        inner = parts(item) if depth < max_depth else []
+        failing = [(f"{path}{step}", v) for step, v in inner if fails(v)]
+        if not failing:
+            found.append(f"{path.lstrip('.') or '<root>'} ({type(item).__name__})")
+            return
+        for where, child in failing:
+            if len(found) >= limit:
+                return
+            visit(child, where, depth + 1)
+
+    visit(value, "", 0)
+    return found
 
 
 def type_names(types: Iterable[str | type]) -> list[str]:
@@ -62,7 +116,14 @@ class SkopsBackend(Backend):
     def dump(self, estimator: Any, path: Path, call: BackendCall) -> None:
         import skops.io
 
-        path.write_bytes(skops.io.dumps(estimator))
+        try:
+            data = skops.io.dumps(estimator)
+        except Exception as exc:
+            paths = unsavable_paths(estimator, skops.io.dumps)
+            if not paths or paths == ["<root> (" + type(estimator).__name__ + ")"]:
+                raise
+            raise UnsavableAttributes(exc, paths) from exc
+        path.write_bytes(data)
 
     def load(self, path: Path, call: BackendCall) -> Any:
         import skops.io

@@ -29,7 +29,9 @@ __all__ = [
     "DataTags",
     "data_tags",
     "default_instances",
+    "make_categorical_data",
     "make_fit_data",
+    "required_width",
 ]
 
 #: Number of columns of every numeric X made here (SparseCoder's dictionary must match it).
@@ -153,12 +155,14 @@ def _needs_y(estimator: Any, tags: DataTags) -> bool:
     """Whether ``fit`` needs a target, from the tags and where the tags say too little.
 
     Transformers such as SelectKBest or SelectFromModel report ``required=False`` because
-    some configurations are unsupervised, yet their defaults need ``y``.
+    some configurations are unsupervised, yet their defaults need ``y``. A required target
+    wins over ``one_d_labels``: LightGBM's models say both (their ``y`` may be 1-D labels),
+    and fit(X, y); only an estimator that takes no 2-D X (LabelEncoder) is fitted on labels.
     """
-    if tags.one_d_labels or tags.two_d_labels:  # fit(y) alone: the labels are X
-        return False
     if tags.requires_y or tags.estimator_type in ("classifier", "regressor"):
         return True
+    if (tags.one_d_labels or tags.two_d_labels) and not tags.two_d_array:  # fit(y): labels are X
+        return False
     if _is_cross_decomposition(estimator):  # PLSSVD before 1.7: fit(X, Y=None), Y required
         return True
     try:
@@ -195,13 +199,33 @@ def _n_targets(estimator: Any, tags: DataTags) -> int:
     return 2 if tags.multi_output_only else 1
 
 
+def required_width(estimator: Any) -> int | None:
+    """The number of columns an unfitted estimator's fixed parameters demand, if any.
+
+    ``n_features_in_`` before fit (SparseCoder derives it from its dictionary), else the
+    width of a ``dictionary`` parameter (before scikit-learn gave SparseCoder that property),
+    as scikit-learn's own checks build data for SparseCoder.
+    """
+    try:
+        width = getattr(estimator, "n_features_in_", None)
+    except Exception:  # a property that raises before fit
+        width = None
+    if isinstance(width, (int, np.integer)) and not isinstance(width, bool) and width > 0:
+        return int(width)
+    shape = getattr(getattr(estimator, "dictionary", None), "shape", None)
+    if shape is not None and len(shape) == 2 and shape[1] > 0:
+        return int(shape[1])
+    return None
+
+
 def make_fit_data(
     estimator: Any, *, n_samples: int = 60, random_state: int = 0
 ) -> tuple[Any, Any | None]:
     """Return ``(X, y)`` on which ``estimator`` can be fitted and can predict.
 
     ``y`` is None when ``fit`` needs no target. ``X`` is a numeric array of ``N_FEATURES``
-    columns unless the tags ask for documents (``string``), dicts (``dict``), label lists
+    columns (as many as the estimator's parameters demand, if they do: ``required_width``)
+    unless the tags ask for documents (``string``), dicts (``dict``), label lists
     (``1dlabels``/``2dlabels``), images (``3darray``), a 1-D array or integer categories;
     non-negative when ``positive_only``; a square kernel or distance matrix when pairwise.
     Classifiers get 3 classes (2 when binary-only), regressors a standardised target
@@ -230,7 +254,10 @@ def make_fit_data(
         y = _target(tags, n_samples, n_targets, n_classes, is_regression, rng)
         return X, (y if needs_y else None)
 
-    X, y = _numeric_Xy(tags, n_samples, n_targets, n_classes, is_regression, needs_y, rng)
+    n_features = required_width(estimator) or N_FEATURES
+    X, y = _numeric_Xy(
+        tags, n_samples, n_targets, n_classes, is_regression, needs_y, rng, n_features
+    )
     if tags.positive_X or type(estimator).__name__ == "SkewedChi2Sampler":
         # SkewedChi2Sampler needs X > -skewedness, i.e. non-negative for the default 1.0.
         X = X - X.min()
@@ -301,16 +328,17 @@ def _numeric_Xy(
     is_regression: bool,
     needs_y: bool,
     rng: np.random.RandomState,
+    n_features: int = N_FEATURES,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A numeric X of ``N_FEATURES`` columns with a target that depends on it."""
+    """A numeric X of ``n_features`` columns with a target that depends on it."""
     from sklearn.datasets import make_blobs, make_regression
 
     seed = rng.randint(np.iinfo(np.int32).max)
     if is_regression:
         X, y = make_regression(
             n_samples=n_samples,
-            n_features=N_FEATURES,
-            n_informative=3,
+            n_features=n_features,
+            n_informative=min(3, n_features),
             n_targets=n_targets,
             noise=1.0,
             random_state=seed,
@@ -323,7 +351,7 @@ def _numeric_Xy(
     # and probabilities away from 0 and 1, so comparisons after loading mean something.
     X, y = make_blobs(
         n_samples=n_samples,
-        n_features=N_FEATURES,
+        n_features=n_features,
         centers=n_classes if needs_y else 3,
         center_box=(-3.0, 3.0),
         random_state=seed,
@@ -331,6 +359,37 @@ def _numeric_Xy(
     if needs_y and n_targets > 1:  # multi-output classification: binary columns (multilabel)
         extra = [(X[:, j] > np.median(X[:, j])).astype(int) for j in range(n_targets - 1)]
         y = np.column_stack([(y == y.max()).astype(int), *extra])
+    return X, y
+
+
+def make_categorical_data(
+    estimator: Any, *, n_samples: int = 60, random_state: int = 0
+) -> tuple[Any, Any | None]:
+    """A pandas frame of categorical columns (strings, a pandas ``category`` and a numeric
+    column beside them) with a target that depends on the categories, for estimators that
+    encode categories and leave numeric columns alone (category_encoders' encoders pick
+    their columns by dtype). ``y`` is None when ``fit`` needs no target. Needs pandas.
+    """
+    import pandas as pd
+
+    tags = data_tags(estimator)
+    rng = np.random.RandomState(random_state)
+    colour = rng.choice(["red", "green", "blue", "grey"], size=n_samples)
+    size = rng.choice(["S", "M", "L"], size=n_samples)
+    X = pd.DataFrame(
+        {
+            "colour": colour,  # str (StringDtype) under pandas 3, object before
+            "size": pd.Categorical(size, categories=["S", "M", "L"]),
+            "weight": rng.normal(size=n_samples),
+        }
+    )
+    if not _needs_y(estimator, tags):
+        return X, None
+    signal = (colour == "red").astype(float) + (size == "L") + 0.5 * rng.normal(size=n_samples)
+    if tags.estimator_type == "regressor":
+        return X, signal
+    n_classes = 2 if tags.binary_only else 3
+    y = np.digitize(signal, np.quantile(signal, np.linspace(0, 1, n_classes + 1)[1:-1]))
     return X, y
 
 

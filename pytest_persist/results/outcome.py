@@ -21,6 +21,10 @@ class OutcomeKind(str, enum.Enum):
     METHOD_ERROR = "method_error"
     UNSUPPORTED = "unsupported"
     UNAVAILABLE = "unavailable"
+    #: The check was asked for something it cannot do (a class instead of an instance, no
+    #: backend, data the estimator cannot be fitted on): not a persistence failure, but a
+    #: failed item all the same, recorded so that reports hold every item.
+    USAGE_ERROR = "usage_error"
 
     @property
     def failed(self) -> bool:
@@ -31,7 +35,13 @@ class OutcomeKind(str, enum.Enum):
 
 
 FAILED_KINDS = frozenset(
-    {OutcomeKind.MISMATCH, OutcomeKind.DUMP_ERROR, OutcomeKind.LOAD_ERROR, OutcomeKind.METHOD_ERROR}
+    {
+        OutcomeKind.MISMATCH,
+        OutcomeKind.DUMP_ERROR,
+        OutcomeKind.LOAD_ERROR,
+        OutcomeKind.METHOD_ERROR,
+        OutcomeKind.USAGE_ERROR,
+    }
 )
 
 
@@ -91,13 +101,30 @@ class Outcome:
 
     def headline(self) -> str:
         """One line naming estimator, backend and what happened."""
-        only = " (state only)" if self.state_only else ""
-        return f"{self.estimator} via {self.backend}: {self.kind.value}{only}"
+        return f"{self.estimator} via {self.backend}: {self.kind.value}{self.qualifier}"
 
     @property
     def state_only(self) -> str:
         """Why a pass compared no method (empty when it compared some, or did not pass)."""
         return str(self.details.get("state_only", "")) if self.kind is OutcomeKind.PASSED else ""
+
+    @property
+    def identity(self) -> str:
+        """Why a pass compared only outputs equal to the input X (empty otherwise): the
+        model may have done nothing, e.g. an encoder that found no column to encode."""
+        return str(self.details.get("identity", "")) if self.kind is OutcomeKind.PASSED else ""
+
+    @property
+    def vacuous(self) -> str:
+        """Why a pass proves little (state only, or identity); ``--persist-strict`` fails it."""
+        return self.state_only or self.identity
+
+    @property
+    def qualifier(self) -> str:
+        """`` (state only)`` or `` (identity)`` after a pass that proves little, else empty."""
+        if self.state_only:
+            return " (state only)"
+        return " (identity)" if self.identity else ""
 
     def message(self) -> str:
         """A readable, multi-line explanation fit for a pytest failure."""
@@ -116,6 +143,8 @@ class Outcome:
             lines.append(f"  compared: {', '.join(self.compared_methods)}")
         elif self.state_only:
             lines.append(f"  {self.state_only}")
+        if self.identity:
+            lines.append(f"  {self.identity}")
         for method, reason in self.not_compared.items():
             lines.append(f"  not compared: {method} ({reason})")
         if self.versions:

@@ -61,6 +61,7 @@ _SYMBOLS = {
     OutcomeKind.METHOD_ERROR: "❌",
     OutcomeKind.UNSUPPORTED: "⚪",
     OutcomeKind.UNAVAILABLE: "⚪",
+    OutcomeKind.USAGE_ERROR: "❌",
 }
 
 
@@ -257,9 +258,7 @@ def _label(key: tuple[str, str, str], *, full: bool) -> str:
 
 
 def _cell(outcome: Outcome) -> str:
-    text = outcome.kind.value
-    if outcome.state_only:
-        text += " (state only)"
+    text = outcome.kind.value + outcome.qualifier
     if outcome.version_warnings:
         text += f" ⚠{len(outcome.version_warnings)}"
     return text
@@ -310,10 +309,10 @@ def _version_warnings(records: Sequence[Record]) -> list[tuple[str, str, str, in
 
 
 def has_something_to_say(records: Sequence[Record]) -> bool:
-    """True when a summary is worth showing: a failure, a version warning, a pass that
-    compared no method (state only) or any check."""
+    """True when a summary is worth showing: a failure (a usage error too), a version warning,
+    a pass that proves little (state only, identity) or any check."""
     return any(
-        r.outcome.failed or r.outcome.version_warnings or r.outcome.state_only or r.mode == "check"
+        r.outcome.failed or r.outcome.version_warnings or r.outcome.vacuous or r.mode == "check"
         for r in records
     )
 
@@ -366,7 +365,7 @@ def _counts(records: Sequence[Record]) -> str:
     totals: dict[str, int] = {}
     for record in records:
         outcome = record.outcome
-        kind = f"{outcome.kind.value} (state only)" if outcome.state_only else outcome.kind.value
+        kind = outcome.kind.value + outcome.qualifier
         totals[kind] = totals.get(kind, 0) + 1
     order = [k.value for k in OutcomeKind]
     return ", ".join(
@@ -462,7 +461,7 @@ def _symbol(outcomes: list[Outcome]) -> str:
     failed = [o for o in outcomes if o.failed]
     if failed:
         return _SYMBOLS[failed[0].kind]
-    if any(o.state_only for o in outcomes):
+    if any(o.vacuous for o in outcomes):
         return "🟡"
     return _SYMBOLS[outcomes[0].kind]
 

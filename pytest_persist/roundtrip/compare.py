@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,44 @@ PREDICTION_METHODS: tuple[str, ...] = (
     "score",
     "fit_resample",
 )
+
+
+#: How to call an extra method or a function of the model: ``call(model, X) -> output``.
+Calls = Mapping[str, Callable[[Any, Any], Any]]
+
+
+def extra_calls(
+    methods: Mapping[str, Mapping[str, Any]], functions: Mapping[str, Any]
+) -> dict[str, Callable[[Any, Any], Any]]:
+    """``{name: call(model, X)}`` for extra methods (``model.name(X, **keywords)``; a fixed
+    method named with keywords is called with them) and for module-level functions of the
+    model (``function(model, X, **keywords)``, e.g. hdbscan's ``approximate_predict``)."""
+    calls: dict[str, Callable[[Any, Any], Any]] = {}
+    for name, keywords in methods.items():
+        calls[name] = _method_call(name, dict(keywords))
+    for name, (function, keywords) in functions.items():
+        calls[name] = _function_call(function, dict(keywords))
+    return calls
+
+
+def _method_call(name: str, keywords: dict[str, Any]) -> Callable[[Any, Any], Any]:
+    def call(model: Any, X: Any) -> Any:
+        return getattr(model, name)(X, **keywords)
+
+    return call
+
+
+def _function_call(function: Callable[..., Any], keywords: dict[str, Any]) -> Callable[..., Any]:
+    def call(model: Any, X: Any) -> Any:
+        return function(model, X, **keywords)
+
+    call.is_function = True  # type: ignore[attr-defined]
+    return call
+
+
+def is_function_call(call: Any) -> bool:
+    """Whether an extra call is a module-level function of the model (not one of its methods)."""
+    return bool(getattr(call, "is_function", False))
 
 
 def available_methods(estimator: Any, *, with_y: bool) -> list[str]:
@@ -63,16 +101,33 @@ def _fresh(X: Any) -> Any:
     return copy.deepcopy(X)
 
 
-def call_method(estimator: Any, method: str, X: Any, y: Any = None, transformed: Any = None) -> Any:
+def call_method(
+    estimator: Any,
+    method: str,
+    X: Any,
+    y: Any = None,
+    transformed: Any = None,
+    calls: Calls | None = None,
+) -> Any:
     """Call one prediction method the way the comparison does (on a fresh copy of the input)."""
     if method in ("score", "fit_resample"):
-        return _call(estimator, method, _fresh(X), _fresh(y), transformed)
-    return _call(estimator, method, _fresh(X), None, transformed)
+        return _call(estimator, method, _fresh(X), _fresh(y), transformed, calls)
+    return _call(estimator, method, _fresh(X), None, transformed, calls)
 
 
-def _call(estimator: Any, method: str, X: Any, y: Any = None, transformed: Any = None) -> Any:
+def _call(
+    estimator: Any,
+    method: str,
+    X: Any,
+    y: Any = None,
+    transformed: Any = None,
+    calls: Calls | None = None,
+) -> Any:
     """Call ``method`` on exactly ``X`` (already a copy); ``transformed`` is always copied,
-    as it is the original's own ``transform`` output, which ``copy=False`` would overwrite."""
+    as it is the original's own ``transform`` output, which ``copy=False`` would overwrite.
+    ``calls`` say how to call extra methods and functions (and fixed ones with keywords)."""
+    if calls and method in calls:
+        return calls[method](estimator, X)
     if method == "score":
         return estimator.score(X, y)
     if method == "inverse_transform":
@@ -90,6 +145,7 @@ def compute_outputs(
     methods: Iterable[str] | None = None,
     *,
     transformed: Any = None,
+    calls: Calls | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Run each method on its own copy of X; return (outputs by method, reason by failing method).
 
@@ -102,7 +158,9 @@ def compute_outputs(
     errors: dict[str, str] = {}
     with np.errstate(all="ignore"):  # log(0) in predict_log_proba is the estimator's business
         for method in methods:
-            _compute_one(estimator, method, X, y, transformed, outputs, errors, copy_input=True)
+            _compute_one(
+                estimator, method, X, y, transformed, outputs, errors, copy_input=True, calls=calls
+            )
     return outputs, errors
 
 
@@ -113,6 +171,7 @@ def compute_outputs_once(
     methods: Iterable[str] | None = None,
     *,
     transformed: Any = None,
+    calls: Calls | None = None,
 ) -> tuple[dict[str, Any], dict[str, str], bool]:
     """Like ``compute_outputs``, with one copy of X (and of y) shared by all the methods.
 
@@ -126,16 +185,20 @@ def compute_outputs_once(
         methods = available_methods(estimator, with_y=y is not None)
     methods = list(methods)
     if not _checkable(X) or not (y is None or _checkable(y)):
-        return (*compute_outputs(estimator, X, y, methods, transformed=transformed), True)
+        again = compute_outputs(estimator, X, y, methods, transformed=transformed, calls=calls)
+        return (*again, True)
     X_copy, y_copy = _fresh(X), None if y is None else _fresh(y)
     outputs: dict[str, Any] = {}
     errors: dict[str, str] = {}
     with np.errstate(all="ignore"):
         for method in methods:
-            _compute_one(estimator, method, X_copy, y_copy, transformed, outputs, errors)
+            _compute_one(
+                estimator, method, X_copy, y_copy, transformed, outputs, errors, calls=calls
+            )
     if _unchanged(X, X_copy) and (y is None or _unchanged(y, y_copy)):
         return outputs, errors, False
-    return (*compute_outputs(estimator, X, y, methods, transformed=transformed), True)
+    again = compute_outputs(estimator, X, y, methods, transformed=transformed, calls=calls)
+    return (*again, True)
 
 
 def _checkable(value: Any) -> bool:
@@ -169,19 +232,20 @@ def _compute_one(
     errors: dict[str, str],
     *,
     copy_input: bool = False,
+    calls: Calls | None = None,
 ) -> None:
     """Call ``method`` and put its output in ``outputs`` or its failure in ``errors``."""
     source = None
-    if method == "inverse_transform":
+    if method == "inverse_transform" and not (calls and method in calls):
         source = transformed if transformed is not None else outputs.get("transform")
         if source is None:
             errors[method] = "needs the output of transform, which is not available"
             return
     try:
         if copy_input:
-            outputs[method] = call_method(estimator, method, X, y, source)
+            outputs[method] = call_method(estimator, method, X, y, source, calls)
         else:
-            outputs[method] = _call(estimator, method, X, y, source)
+            outputs[method] = _call(estimator, method, X, y, source, calls)
     except Exception as exc:
         errors[method] = f"{type(exc).__name__}: {_first_line(exc)}"
 
@@ -190,6 +254,25 @@ def _first_line(exc: BaseException, limit: int = 300) -> str:
     text = str(exc).strip().splitlines()
     line = text[0] if text else repr(exc)
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def equals_input(X: Any, output: Any) -> bool:
+    """Whether ``output`` holds exactly the values of ``X`` (same shape; dtype and container
+    aside): a transform that did nothing, e.g. an encoder that found no column to encode."""
+    if output is X:
+        return True
+    try:
+        want, got = _dense(_values(X)), _dense(_values(output))
+        if _is_sparse(want) or _is_sparse(got):
+            return False
+        want, got = np.asarray(want), np.asarray(got)
+        if want.shape != got.shape or want.size == 0 or want.dtype.kind not in "biufcOUS":
+            return False
+        if want.dtype.kind in "fc" and got.dtype.kind in "biufc":
+            return bool(np.array_equal(want, got.astype(want.dtype), equal_nan=True))
+        return bool(_label_equal(want, got).all())
+    except Exception:  # values that cannot be compared are not the input
+        return False
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ internals through this module, so there is no import circle.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,9 @@ class RoundtripConfig:
     ``check_determinism``: when a method's output differs after loading, call the original's
     method again; if it disagrees with its own first answer, the method is set aside as
     nondeterministic instead of failing (``False``: never call it again).
+    ``extra_methods`` (``{name: keywords}``) and ``functions`` (``{name: (function,
+    keywords)}``, called ``function(model, X, **keywords)``) are compared beside the standard
+    methods.
     """
 
     methods: list[str] | None = None
@@ -35,6 +39,8 @@ class RoundtripConfig:
     state: str = "fail"
     max_label_flips: float | None = None
     check_determinism: bool = True
+    extra_methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    functions: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = field(default_factory=dict)
     backend_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -59,6 +65,9 @@ class Expected:
     called a second time at most once per method however many backends disagree.
     ``input_mutated`` says a method changed its input in place, so that every call then gets
     its own copy of X (otherwise one copy serves all the methods of one model).
+    ``identical`` names the methods whose output equals X (a transform that did nothing).
+    ``fingerprint`` is the original's fitted state when its outputs were computed (see
+    ``state.state_fingerprint``): a dump that changes the original is caught by it.
     """
 
     outputs: dict[str, Any]
@@ -66,3 +75,7 @@ class Expected:
     again: dict[str, Any] = field(default_factory=dict)
     again_errors: dict[str, str] = field(default_factory=dict)
     input_mutated: bool = False
+    identical: list[str] = field(default_factory=list)
+    fingerprint: dict[str, str] | None = None
+    #: How to call the extra methods and functions (``compare.extra_calls``), by name.
+    calls: dict[str, Callable[[Any, Any], Any]] = field(default_factory=dict)

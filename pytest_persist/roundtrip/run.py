@@ -19,10 +19,13 @@ from .compare import (
     compare_outputs,
     compute_outputs,
     compute_outputs_once,
+    equals_input,
+    extra_calls,
+    is_function_call,
 )
 from .config import STATE_POLICIES, Expected, PersistUsageError, RoundtripConfig
-from .settings import config_from_options
-from .state import compare_state
+from .settings import config_from_options, no_backend_left
+from .state import changed_paths, compare_state, state_fingerprint
 
 __all__ = [
     "STATE_POLICIES",
@@ -43,17 +46,43 @@ NONDETERMINISTIC = "nondeterministic: the original estimator gives different out
 
 
 def estimator_name(estimator: Any) -> str:
-    return type(estimator).__name__
+    """The estimator's class name (a class passed instead of an instance: its own name)."""
+    return estimator.__name__ if isinstance(estimator, type) else type(estimator).__name__
+
+
+def validate_estimator(estimator: Any, *, needs: tuple[str, ...] = ("fit",)) -> None:
+    """Refuse a class instead of an instance, and an object without the methods in ``needs``
+    (``fit``; ``get_params`` too where the estimator is cloned), naming what is missing."""
+    name = estimator_name(estimator)
+    if isinstance(estimator, type):
+        raise PersistUsageError(
+            f"{name} is a class, not an instance: pass {name}(...) (an instance, with its "
+            "parameters), not the class itself"
+        )
+    missing = [attr for attr in needs if not callable(getattr(estimator, attr, None))]
+    if not missing:
+        return
+    has = [attr for attr in ("fit", "get_params") if callable(getattr(estimator, attr, None))]
+    what = (
+        f"has {' and '.join(has)} but no {' or '.join(missing)}"
+        if has
+        else (f"has no {' or '.join(missing)}")
+    )
+    why = {
+        "fit": "pytest-persist checks estimators: objects with a fit method",
+        "get_params": (
+            "clone() needs get_params to make the fresh copy it fits (scikit-learn's "
+            "BaseEstimator provides it)"
+        ),
+    }
+    reasons = "; ".join(why[attr] for attr in missing)
+    raise PersistUsageError(f"{name} is not a scikit-learn estimator: it {what} ({reasons})")
 
 
 def validate_input(estimator: Any, X: Any, y: Any = None) -> None:
     """Refuse, before any dump, what cannot be round-tripped meaningfully."""
     name = estimator_name(estimator)
-    if not (hasattr(estimator, "fit") and hasattr(estimator, "get_params")):
-        raise PersistUsageError(
-            f"{name} is not a scikit-learn estimator (it has no fit/get_params); "
-            "persist_roundtrip checks fitted estimators"
-        )
+    validate_estimator(estimator)
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
 
@@ -63,8 +92,8 @@ def validate_input(estimator: Any, X: Any, y: Any = None) -> None:
         raise PersistUsageError(
             f"{name} is not fitted: call {name}.fit(...) before checking its persistence"
         ) from None
-    except TypeError:
-        pass  # not an estimator check_is_fitted understands; the methods will tell
+    except Exception:  # not an estimator check_is_fitted understands (no tags, no
+        pass  # BaseEstimator: MAPIE 1.x); the methods will tell
     if X is None:
         raise PersistUsageError(f"no input X given to compare the predictions of {name} on")
     if isinstance(X, (str, bytes, dict)) or not hasattr(X, "__len__"):
@@ -97,9 +126,16 @@ def _n_rows(data: Any) -> int | None:
 
 
 def validate_target(name: str, X: Any, y: Any) -> None:
-    """A ``y`` given with X must have one row per row of X (else ``score`` silently drops out)."""
+    """A ``y`` given with X must be array-like, with one row per row of X (else ``score``
+    silently drops out)."""
     if y is None:
         return
+    if isinstance(y, (str, bytes, dict)) or not (hasattr(y, "__len__") or hasattr(y, "shape")):
+        raise PersistUsageError(
+            f"y for {name} must be array-like (ndarray, Series, DataFrame or list), not "
+            f"{type(y).__name__}: a generator or iterator is used up by the first method "
+            "that reads it; pass list(y) or np.asarray(y)"
+        )
     n_x, n_y = _n_rows(X), _n_rows(y)
     if n_x is not None and n_y is not None and n_x != n_y:
         raise PersistUsageError(
@@ -127,7 +163,14 @@ def expected_outputs(
                 f"(it offers {', '.join(offered) or 'no prediction method'})"
             )
         offered = [m for m in offered if m in config.methods]
-    outputs, errors, mutated = compute_outputs_once(estimator, X, y, offered)
+    absent = [m for m in config.extra_methods if not callable(getattr(estimator, m, None))]
+    if absent:
+        raise PersistUsageError(
+            f"{name} has no method {', '.join(absent)} (extra_methods=): name methods it has"
+        )
+    calls = extra_calls(config.extra_methods, config.functions)
+    offered = [*offered, *(m for m in calls if m not in offered)]
+    outputs, errors, mutated = compute_outputs_once(estimator, X, y, offered, calls=calls)
     not_compared = {
         method: f"raises on the original estimator too, not a persistence failure: {reason}"
         for method, reason in errors.items()
@@ -135,21 +178,75 @@ def expected_outputs(
     if offered and not outputs:
         details = "; ".join(f"{m}: {r}" for m, r in errors.items())
         raise PersistUsageError(f"no prediction method of {name} works on the given X: {details}")
-    return Expected(outputs, not_compared, input_mutated=mutated)
+    identical = [m for m, output in outputs.items() if m != "score" and equals_input(X, output)]
+    return Expected(
+        outputs,
+        not_compared,
+        input_mutated=mutated,
+        identical=identical,
+        fingerprint=_fingerprint(estimator),
+        calls=calls,
+    )
+
+
+def _fingerprint(estimator: Any) -> dict[str, str] | None:
+    """The original's state fingerprint, or None where the walk cannot digest it."""
+    try:
+        return state_fingerprint(estimator)
+    except Exception:  # an exotic object the walk cannot read: no dump-change check
+        return None
 
 
 def recall_original(
     estimator: Any, X: Any, y: Any, method: str, expected: Expected
 ) -> tuple[Any, str | None]:
-    """The original's second answer for ``method`` (computed once, then kept in ``expected``)."""
+    """The original's second answer for ``method`` (computed once, then kept in ``expected``).
+
+    Callers check first that no dump changed the original (``original_changed``); what the
+    call itself changes in the original (a counter) is its own business, so the fingerprint
+    is taken again after it.
+    """
     if method not in expected.again and method not in expected.again_errors:
         source = expected.outputs.get("transform")
         try:
             with np.errstate(all="ignore"):
-                expected.again[method] = call_method(estimator, method, X, y, source)
+                expected.again[method] = call_method(
+                    estimator, method, X, y, source, expected.calls
+                )
         except Exception as exc:
             expected.again_errors[method] = f"{type(exc).__name__}: {exc}"
+        if expected.fingerprint is not None:
+            expected.fingerprint = _fingerprint(estimator)
     return expected.again.get(method), expected.again_errors.get(method)
+
+
+def original_changed(
+    outcome: Outcome, original: Any, expected: Expected, backend_name: str
+) -> bool:
+    """Whether the original's fitted state changed since its outputs were computed (a dump
+    that changed it: a ``__getstate__`` or ``__reduce__`` that alters the model it saves).
+
+    If so the outcome becomes a ``dump_error`` naming what changed: the outputs it was
+    compared with belong to a model that no longer exists, and the original's second
+    answers say nothing about its determinism.
+    """
+    if "original_changed" in outcome.details:
+        return True
+    if expected.fingerprint is None:
+        return False
+    now = _fingerprint(original)
+    changes = [] if now is None else changed_paths(expected.fingerprint, now)
+    if not changes:
+        return False
+    outcome.kind = OutcomeKind.DUMP_ERROR
+    outcome.details["original_changed"] = changes
+    outcome.error = (
+        f"dumping {outcome.estimator} with {backend_name} changed the original estimator: "
+        f"{'; '.join(changes)}. Its outputs were computed before the dump, so what follows "
+        "compares the loaded copy with a model that no longer exists; saving must not change "
+        "the model saved (look at its __getstate__ / __reduce__)"
+    )
+    return True
 
 
 def outputs_to_store(
@@ -163,7 +260,14 @@ def outputs_to_store(
     """
     not_compared = {**expected.not_compared, **outcome.not_compared}
     outputs = {m: v for m, v in expected.outputs.items() if m not in not_compared}
+    for method in expected.calls:  # a stored check calls the standard methods, plainly
+        if outputs.pop(method, None) is not None:
+            not_compared[method] = (
+                "not stored: a stored check calls only the standard methods, without keywords"
+            )
     if config.check_determinism:
+        if original_changed(outcome, estimator, expected, outcome.backend):
+            return {}, not_compared  # a dump_error now: nothing is stored
         for method in list(outputs):
             again, error = recall_original(estimator, X, y, method, expected)
             if error is not None or _exact_differences(method, outputs[method], again):
@@ -234,23 +338,40 @@ def run_roundtrip(
     if backend.preserves_objects and config.state != "ignore":
         outcome.state_differences = compare_state(estimator, loaded)
     compare_loaded(outcome, loaded, X, y, expected, backend, config, original=estimator)
+    if outcome.state_differences and config.state != "ignore":
+        original_changed(outcome, estimator, expected, backend.name)  # the dump, not the load?
     state_fails = outcome.state_differences and config.state == "fail"
     if outcome.kind is OutcomeKind.PASSED and state_fails:
         outcome.kind = OutcomeKind.MISMATCH
-    note_state_only(outcome, backend, config)
+    note_state_only(outcome, backend, config, estimator)
+    note_identity(outcome, expected)
     return outcome
 
 
-def note_state_only(outcome: Outcome, backend: Backend, config: RoundtripConfig) -> None:
+def note_identity(outcome: Outcome, expected: Expected) -> None:
+    """A pass whose compared outputs all equal the input X says so in ``details["identity"]``
+    (``passed (identity)``; ``--persist-strict`` fails it): it compared a model that did
+    nothing to its input, e.g. an encoder that found no column to encode."""
+    compared = outcome.compared_methods
+    if outcome.kind is not OutcomeKind.PASSED or not compared:
+        return
+    if all(method in expected.identical for method in compared):
+        outcome.details["identity"] = (
+            f"identity: every compared output ({', '.join(compared)}) equals the input X, "
+            f"so the round trip showed nothing about what {outcome.estimator} computes; give "
+            "it data it changes (an encoder: categorical columns)"
+        )
+
+
+def note_state_only(
+    outcome: Outcome, backend: Backend, config: RoundtripConfig, estimator: Any = None
+) -> None:
     """A pass that compared no method says so in ``details["state_only"]`` (never a plain pass
     that compared nothing; ``--persist-strict`` fails it)."""
     if outcome.kind is not OutcomeKind.PASSED or outcome.compared_methods:
         return
     why = "; ".join(f"{m}: {r}" for m, r in outcome.not_compared.items())
-    why = why or (
-        f"{outcome.estimator} has no prediction method (a sampler's fit_resample is compared "
-        "only when y is given)"
-    )
+    why = why or nothing_to_call(outcome.estimator, estimator)
     if backend.preserves_objects and config.state != "ignore":
         outcome.details["state_only"] = (
             f"state only: no method compared ({why}); only the fitted state was checked"
@@ -260,6 +381,22 @@ def note_state_only(outcome: Outcome, backend: Backend, config: RoundtripConfig)
             f"nothing compared: no method compared ({why}) and the {backend.name} model's "
             "fitted state is not checked"
         )
+
+
+def nothing_to_call(name: str, estimator: Any) -> str:
+    """Why an estimator offered no method to compare: a sampler without y, a clusterer or
+    transformer whose only calls refit it (``fit_predict``, ``fit_transform``), or nothing."""
+    if callable(getattr(estimator, "fit_resample", None)):
+        return f"{name} has no prediction method, and its fit_resample is compared only with y"
+    refits = [m for m in ("fit_predict", "fit_transform") if callable(getattr(estimator, m, None))]
+    if refits:
+        verb, pronoun = ("fit", "they say") if len(refits) > 1 else ("fits", "it says")
+        return (
+            f"{name} has no prediction method: {' and '.join(refits)} {verb} it again, so "
+            f"{pronoun} nothing about the fitted model (what it learnt, labels_ included, is "
+            "in the fitted state)"
+        )
+    return f"{name} has no prediction method"
 
 
 def compare_loaded(
@@ -277,15 +414,25 @@ def compare_loaded(
     With ``original`` (and ``config.check_determinism``), a method whose output differs is
     called on the original again before the difference is reported (``settle_differences``).
     """
-    offered = [m for m in expected.outputs if m in available_methods(loaded, with_y=y is not None)]
+    standard = available_methods(loaded, with_y=y is not None)
+    offered = [m for m in expected.outputs if _provides(loaded, m, standard, expected, backend)]
     for method in expected.outputs:
         if method not in offered:
             outcome.not_compared[method] = f"the {backend.name} model does not provide it"
+    if expected.calls:
+        outcome.details["extra_calls"] = {
+            m: _describe_call(m, call, config) for m, call in expected.calls.items()
+        }
     transformed = expected.outputs.get("transform")
+    calls = expected.calls
     if expected.input_mutated:
-        actual, errors = compute_outputs(loaded, X, y, offered, transformed=transformed)
+        actual, errors = compute_outputs(
+            loaded, X, y, offered, transformed=transformed, calls=calls
+        )
     else:
-        actual, errors, _ = compute_outputs_once(loaded, X, y, offered, transformed=transformed)
+        actual, errors, _ = compute_outputs_once(
+            loaded, X, y, offered, transformed=transformed, calls=calls
+        )
     outcome.compared_methods = [m for m in offered if m in actual]
     if errors:
         outcome.kind = OutcomeKind.METHOD_ERROR
@@ -314,8 +461,36 @@ def compare_loaded(
     )
     if original is not None and config.check_determinism:
         settle_differences(outcome, original, X, y, expected, actual)
-    if any(not d.tolerated for d in outcome.differences):
+    if outcome.kind is OutcomeKind.PASSED and any(not d.tolerated for d in outcome.differences):
         outcome.kind = OutcomeKind.MISMATCH
+
+
+def _provides(
+    loaded: Any, method: str, standard: list[str], expected: Expected, backend: Backend
+) -> bool:
+    """Whether the loaded model can answer ``method`` as the original did: an extra method or
+    function needs the model itself (not an ONNX session), a method its attribute."""
+    call = expected.calls.get(method)
+    if call is None:
+        return method in standard
+    if not backend.preserves_objects:  # a converted model: no keywords, no functions of it
+        return False
+    return is_function_call(call) or callable(getattr(loaded, method, None))
+
+
+def _describe_call(method: str, call: Any, config: RoundtripConfig) -> str:
+    """``predict_interval(X, alpha=0.1)`` or ``hdbscan.prediction.approximate_predict(model,
+    X)``: how an extra call was made, for the outcome's details."""
+    if is_function_call(call):
+        function, keywords = config.functions[method]
+        module = getattr(function, "__module__", "") or ""
+        qualname = getattr(function, "__qualname__", repr(function))
+        shown = f"{module}.{qualname}" if module else qualname
+        arguments = ["model", "X", *(f"{k}={v!r}" for k, v in keywords.items())]
+    else:
+        shown, keywords = method, config.extra_methods.get(method, {})
+        arguments = ["X", *(f"{k}={v!r}" for k, v in keywords.items())]
+    return f"{shown}({', '.join(arguments)})"
 
 
 def settle_differences(
@@ -331,8 +506,14 @@ def settle_differences(
     the nearer of the two answers. If some part's distance exceeds ``CHANGED_BEYOND_SPREAD``
     times its spread, the loaded copy changed too: the difference stands, saying both.
     Otherwise the method is not compared (``nondeterministic``), not a failure.
+
+    First, though, the original must be unchanged since its outputs were computed: a dump
+    that changed it makes every method look nondeterministic, and is a failure of its own
+    (``original_changed``), with the differences as they are.
     """
     failing = list(dict.fromkeys(d.method for d in outcome.differences if not d.tolerated))
+    if failing and original_changed(outcome, original, expected, outcome.backend):
+        return
     for method in failing:
         first, got = expected.outputs[method], actual[method]
         again, error = recall_original(original, X, y, method, expected)
@@ -426,8 +607,12 @@ def check_persistence(
     ``result.loaded`` is the model.
     """
     registry = registry or BackendRegistry()
+    where = f"check_persistence({estimator_name(estimator)})"
+    if backends is not None and not list(backends):
+        raise PersistUsageError(f"{where}: backends=[] names no backend; leave it out for all")
     names = registry.select(backends, exclude)
-    config = config_from_options(options, where=f"check_persistence({estimator_name(estimator)})")
+    no_backend_left(names, exclude, where)
+    config = config_from_options(options, where=where)
     validate_input(estimator, X, y)
     expected = expected_outputs(estimator, X, y, config)
     outcomes = []

@@ -22,6 +22,25 @@ def _names(value: Any, what: str) -> list[str]:
     raise PersistUsageError(f"{what} must be a list of names, got {value!r}")
 
 
+def _backend_names(value: Any, what: str) -> list[str]:
+    """``backends=``: at least one name (``[]`` would silently run nothing)."""
+    names = _names(value, what)
+    if not names:
+        raise PersistUsageError(
+            f"{what}={value!r} names no backend; name at least one, or leave backends out "
+            "to run every enabled backend"
+        )
+    return names
+
+
+def no_backend_left(names: list[str], exclude: list[str] | None, where: str) -> None:
+    """Refuse a selection that ``exclude`` emptied (``backends`` names only excluded ones)."""
+    if not names:
+        raise PersistUsageError(
+            f"{where}: exclude={exclude!r} leaves no backend to run; narrow it, or remove the test"
+        )
+
+
 def _reasons(value: Any, what: str) -> dict[str, str]:
     if isinstance(value, dict) and all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -39,6 +58,61 @@ def _methods(value: Any, what: str) -> list[str]:
             f"choose among {', '.join(PREDICTION_METHODS)}"
         )
     return methods
+
+
+#: Methods whose calling the comparison arranges itself (``y``, the transform's output).
+_NOT_EXTRA = ("score", "fit_resample", "inverse_transform")
+
+
+def _keywords(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return dict(value)
+    raise PersistUsageError(f"{what} must be a dict of keyword arguments, got {value!r}")
+
+
+def _extra_methods(value: Any, what: str) -> dict[str, dict[str, Any]]:
+    """``["predict_interval", ...]`` or ``{"predict_interval": {"alpha": 0.1}, ...}``: more
+    methods to compare, ``model.name(X, **keywords)`` (a standard one: with these keywords)."""
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        value = {name: {} for name in value}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise PersistUsageError(
+            f"{what} must be a list of method names or a {{method: {{keyword: value}}}} dict, "
+            f"got {value!r}"
+        )
+    refused = [name for name in value if name in _NOT_EXTRA or not name.isidentifier()]
+    if refused:
+        raise PersistUsageError(
+            f"{what} cannot name {', '.join(map(repr, refused))}: give method names "
+            f"(not {', '.join(_NOT_EXTRA)}, which are called their own way)"
+        )
+    return {name: _keywords(kw, f"{what}[{name!r}]") for name, kw in value.items()}
+
+
+def _functions(value: Any, what: str) -> dict[str, tuple[Callable[..., Any], dict[str, Any]]]:
+    """``{"approximate_predict": hdbscan.approximate_predict}`` (or ``(function, keywords)``):
+    module-level functions of the model to compare, ``function(model, X, **keywords)``."""
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise PersistUsageError(
+            f"{what} must be a {{name: function}} or {{name: (function, keywords)}} dict, "
+            f"got {value!r}"
+        )
+    functions = {}
+    for name, given in value.items():
+        function, keywords = given if isinstance(given, tuple) and len(given) == 2 else (given, {})
+        if not callable(function) or isinstance(function, type):
+            raise PersistUsageError(
+                f"{what}[{name!r}] must be a function called as function(model, X), "
+                f"got {function!r}"
+            )
+        if name in PREDICTION_METHODS:
+            raise PersistUsageError(
+                f"{what}[{name!r}] is the name of a method; give the function another name"
+            )
+        functions[name] = (function, _keywords(keywords, f"{what}[{name!r}] keywords"))
+    return functions
 
 
 def _number(value: Any, what: str) -> float:
@@ -98,7 +172,7 @@ class Keyword:
 
 
 KEYWORDS: dict[str, Keyword] = {
-    "backends": Keyword(_names, "select"),
+    "backends": Keyword(_backend_names, "select"),
     "exclude": Keyword(_names, "select"),
     "xfail": Keyword(_reasons, "select"),
     "methods": Keyword(_methods, "config"),
@@ -108,6 +182,8 @@ KEYWORDS: dict[str, Keyword] = {
     "state": Keyword(_state, "config"),
     "max_label_flips": Keyword(_fraction, "config"),
     "check_determinism": Keyword(_flag, "config"),
+    "extra_methods": Keyword(_extra_methods, "config"),
+    "functions": Keyword(_functions, "config"),
     "trusted": Keyword(_names, "backend"),
     "onnx_dtype": Keyword(_onnx_dtype, "backend"),
     "target_opset": Keyword(_opset, "backend"),
