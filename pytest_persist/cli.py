@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -168,6 +169,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     bisect.add_argument(
         "--timeout", type=float, default=600, metavar="SECONDS", help="per check (default 600)"
+    )
+    bisect.add_argument(
+        "--uv", metavar="PATH", help="the uv to build environments with (default: uv on PATH)"
     )
     bisect.add_argument(
         "--pytest-persist",
@@ -528,8 +532,6 @@ class _EntryBisector:
 
     def prepare(self) -> None:
         """A store of this entry alone (a copy: the user's store is only read)."""
-        import shutil
-
         if self.store.exists():
             shutil.rmtree(self.store)
         self.store.mkdir(parents=True)
@@ -739,11 +741,12 @@ def _run_bisect(args: argparse.Namespace) -> int:
         entries = {(e.test_id, e.backend): e for e in iter_entries(store, clean=False)}
     except StoreError as exc:
         return _fail(str(exc))
-    uv = find_uv()
-    if uv is None:
+    uv = args.uv or find_uv()
+    if uv is None or not (Path(uv).is_file() or shutil.which(uv)):
+        where = f" ({args.uv} does not exist)" if args.uv else ""
         return _fail(
-            "bisect builds environments with uv, which is not installed here: pip install uv "
-            "(or pytest-persist[bisect])"
+            f"bisect builds environments with uv, which is not installed here{where}: pip "
+            "install uv (or pytest-persist[bisect])"
         )
     given = _given_pythons(args.python)
     import platformdirs
@@ -773,7 +776,6 @@ def _run_bisect(args: argparse.Namespace) -> int:
             f"{len(failing)} of {len(checks)} entries fail here: "
             + ", ".join(f"{r.get('estimator')} [{r.get('backend')}]" for r in failing)
         )
-        requirement = _pytest_persist_requirement(args, cache, uv)
         builder = EnvironmentBuilder(uv, cache)
         here = installed_set()
         context = {
@@ -785,7 +787,7 @@ def _run_bisect(args: argparse.Namespace) -> int:
             "given_pythons": given,
             "pythons": {},
             "cache": cache,
-            "requirement": requirement,
+            "requirement": None,  # built for the first entry that needs it
             "timeout": args.timeout,
         }
         results = []
@@ -818,6 +820,12 @@ def _run_bisect(args: argparse.Namespace) -> int:
         print()
         for result in results:
             print(f"{result.get('label', result.get('test_id'))}: {result['message']}")
+            failure = result.get("failure") or {}
+            if result.get("status") == "found" and failure.get("first_bad"):
+                bad = result["first_bad"]
+                print(f"  at {bad['package']} {bad['version']}: {failure['first_bad']}")
+            for note in result.get("notes") or []:
+                print(f"  note: {note}")
         print(
             f"pytest-persist bisect: {builder.built} environment(s) built, {builder.reused} "
             f"reused from {cache / 'envs'}, {seconds:.1f} s"
@@ -863,6 +871,8 @@ def _bisect_one(
             environments=[],
         )
         return result
+    if context["requirement"] is None:
+        context["requirement"] = _pytest_persist_requirement(args, context["cache"], context["uv"])
     worker.prepare()
     changes = differences(worker.saved, worker.here)
     python = worker.python_change()
