@@ -14,6 +14,7 @@ PYTEST_FACING = {"plugin", "options", "hookspecs", "runner", "checks", "store_it
 #: The rooms, lowest first: each may import only rooms before it in this list.
 LAYERS = [
     "environments",
+    "artifacts",
     "estimators",
     "backends",
     "results",

@@ -110,6 +110,7 @@ def save_entry(
     backend_options: dict[str, Any] | None = None,
     comparison: dict[str, Any] | None = None,
     untrusted_types: list[str] | None = None,
+    installed: dict[str, Any] | None = None,
     sign: bool = True,
     key: SigningKey | None = None,
 ) -> Path:
@@ -121,7 +122,9 @@ def save_entry(
     ``backend_options`` are handed back to the backend when the artifact is loaded;
     ``comparison`` (rtol, atol, exact, max_label_flips) is what the saving test allowed, so a
     check elsewhere judges by the same rule; ``untrusted_types`` are the types skops needed
-    to trust when saving (trusted again only when the entry's signature is). The entry is
+    to trust when saving (trusted again only when the entry's signature is). ``installed`` is
+    the complete installed set (``environments.installed.installed_set()``, this
+    interpreter's by default): what ``pytest-persist bisect`` rebuilds. The entry is
     signed with ``key``, by default this account's key (``signing.own_key``, created on
     first use), unless ``sign`` is False. Saving the same (test id, backend) again replaces
     the entry as a whole and leaves every other entry alone.
@@ -175,6 +178,11 @@ def save_entry(
         }
         if untrusted_types is not None:
             manifest["untrusted_types"] = sorted(str(t) for t in untrusted_types)
+        if installed is None:
+            from ..environments.installed import installed_set
+
+            installed = installed_set()
+        manifest["installed"] = _jsonable(installed)
         _write_json(temp / ENTRY_FILE, manifest)
         if sign and key is not None:
             from .signing import sign_entry
@@ -827,6 +835,13 @@ def _validate(manifest: Any, path: Path) -> None:
         isinstance(untrusted, list) and all(isinstance(t, str) for t in untrusted)
     ):
         raise fail("'untrusted_types' must be a list of type names")
+    installed = manifest.get("installed")  # absent from entries saved before it was recorded
+    if installed is not None:
+        distributions = installed.get("distributions") if isinstance(installed, dict) else None
+        if not isinstance(distributions, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in distributions.items()
+        ):
+            raise fail("'installed.distributions' must map distribution names to versions")
 
 
 def _safe_relative(name: str) -> bool:
