@@ -85,16 +85,18 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--persist-key-file",
         metavar="FILE",
-        help="sign saved entries with the key in FILE (default: $PYTEST_PERSIST_KEY, else a "
-        "per-user key created on first save; ini: persist_key_file)",
+        help="sign saved entries with the key in FILE: an HMAC key (hex), or an elliptic-curve "
+        "private key (PEM, P-256/384/521: a model-signing model.sig; passphrase from "
+        "$PYTEST_PERSIST_KEY_PASSPHRASE) (default: $PYTEST_PERSIST_KEY, else a per-user key "
+        "created on first save; ini: persist_key_file)",
     )
     group.addoption(
         "--persist-trust-key",
         metavar="FILE",
         action="append",
         default=None,
-        help="also trust entries signed with the key in FILE, e.g. a CI secret (repeatable; "
-        "ini: persist_trust_keys)",
+        help="also trust entries signed with the key in FILE: a public key (PEM) for "
+        "model.sig, or an HMAC key, e.g. a CI secret (repeatable; ini: persist_trust_keys)",
     )
     group.addoption(
         "--persist-trust-unsigned",

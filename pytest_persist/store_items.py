@@ -40,6 +40,7 @@ from .store.entries import (
     read_entry,
     save_entry,
 )
+from .store.public_key import PrivateSigningKey
 from .store.signing import SigningKey, SigningKeyError, TrustPolicy, own_key
 
 STORE_SETTINGS_KEY = pytest.StashKey["StoreSettings"]()
@@ -67,7 +68,7 @@ class StoreSettings:
     registry: Any = None
     max_label_flips: float | None = None  # None: what the saving test allowed
     trusted: list[str] | None = None  # this environment's skops allowlist, if any
-    signing_key: SigningKey | None = None  # what --persist-save signs with
+    signing_key: SigningKey | PrivateSigningKey | None = None  # what --persist-save signs with
     trust: TrustPolicy | None = None  # what --persist-load trusts
     environment: dict[str, str] = field(default_factory=dict)
     records: list[Record] = field(default_factory=list)
@@ -285,6 +286,7 @@ class RoundtripSaver:
                 backend_options=backend_options,
                 comparison=outcome.comparison,
                 untrusted_types=untrusted if isinstance(untrusted, list) else None,
+                outcome={"kind": outcome.kind.value, "compared_methods": outcome.compared_methods},
                 key=self.settings.signing_key,
             )
         except (StoreError, TypeError, ValueError, OSError) as exc:

@@ -62,6 +62,7 @@ def test_saved_entry_holds_everything(fitted, tmp_path):
     path = save(root, fitted, tmp_path, test_source="def test_lr(): ...", extra={"score": 0.97})
     assert sorted(p.name for p in path.iterdir()) == [
         "artifact.pkl",
+        "attestation.json",
         "data.json",
         "data.npz",
         "entry.json",

@@ -254,6 +254,7 @@ def test_unsigned_store_from_before_signing(pytester, model, iris):
     assert record["details"]["signature"] == {
         "status": "unsigned",
         "key_id": None,
+        "scheme": None,
         "loaded_anyway": "--persist-trust-unsigned",
     }
 

@@ -456,7 +456,11 @@ def _trusted_options(
     """
     policy = trust
     check = policy.check(entry.path, entry.raw)
-    signature: dict[str, Any] = {"status": check.status, "key_id": check.key_id}
+    signature: dict[str, Any] = {
+        "status": check.status,
+        "key_id": check.key_id,
+        "scheme": check.scheme,
+    }
     outcome.details["signature"] = signature
     if getattr(backend, "runs_code_on_load", True) and not check.trusted:
         if not policy.allow_unsigned:

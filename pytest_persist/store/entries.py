@@ -26,10 +26,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .attestation import statement
 from .layout import (
+    ATTESTATION_FILE,
     DATA_DESCRIPTION_FILE,
     DATA_FILE,
     ENTRY_FILE,
+    MODEL_SIGNATURE_FILE,
     OLD_PREFIX,
     SIGNATURE_FILE,
     STORE_FORMAT,
@@ -38,6 +41,7 @@ from .layout import (
 )
 
 if TYPE_CHECKING:
+    from .public_key import PrivateSigningKey
     from .signing import SigningKey
 
 __all__ = [
@@ -111,8 +115,9 @@ def save_entry(
     comparison: dict[str, Any] | None = None,
     untrusted_types: list[str] | None = None,
     installed: dict[str, Any] | None = None,
+    outcome: dict[str, Any] | None = None,
     sign: bool = True,
-    key: SigningKey | None = None,
+    key: SigningKey | PrivateSigningKey | None = None,
 ) -> Path:
     """Store one artifact with everything needed to check it elsewhere; return its directory.
 
@@ -124,9 +129,12 @@ def save_entry(
     check elsewhere judges by the same rule; ``untrusted_types`` are the types skops needed
     to trust when saving (trusted again only when the entry's signature is). ``installed`` is
     the complete installed set (``environments.installed.installed_set()``, this
-    interpreter's by default): what ``pytest-persist bisect`` rebuilds. The entry is
-    signed with ``key``, by default this account's key (``signing.own_key``, created on
-    first use), unless ``sign`` is False. Saving the same (test id, backend) again replaces
+    interpreter's by default): what ``pytest-persist bisect`` rebuilds. ``outcome`` (``kind``,
+    ``compared_methods``) is what the saving round trip found, attested in
+    ``attestation.json`` (default: passed, every method of ``expected_outputs``). The entry
+    is signed with ``key`` (an HMAC key, or an elliptic-curve private key: ``model.sig``), by
+    default this account's key (``signing.own_key``, created on first use), unless ``sign``
+    is False. Saving the same (test id, backend) again replaces
     the entry as a whole and leaves every other entry alone.
     """
     from . import codec
@@ -156,12 +164,28 @@ def save_entry(
             temp / DATA_DESCRIPTION_FILE,
             {"inputs": {"X": X, "y": y}, "outputs": dict(expected_outputs)},
         )
+        created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        described = _describe_estimator(estimator)
+        found = outcome or {}
+        _write_json(
+            temp / ATTESTATION_FILE,
+            statement(
+                {name: info["sha256"] for name, info in _checksums(temp).items()},
+                test_id=test_id,
+                backend=backend_name,
+                estimator_class=described["class"],
+                environment={str(k): str(v) for k, v in environment.items()},
+                compared_methods=[str(m) for m in found.get("compared_methods", expected_outputs)],
+                outcome=str(found.get("kind", "passed")),
+                created=created,
+            ),
+        )
         manifest = {
             "format": STORE_FORMAT,
             "format_version": STORE_FORMAT_VERSION,
             "test_id": test_id,
             "backend": backend_name,
-            "estimator": _describe_estimator(estimator),
+            "estimator": described,
             "backend_options": _jsonable(backend_options or {}),
             "comparison": _jsonable(comparison or {}),
             "environment": {str(k): str(v) for k, v in environment.items()},
@@ -172,7 +196,7 @@ def save_entry(
             "data": DATA_FILE,
             "data_description": DATA_DESCRIPTION_FILE,
             "files": _checksums(temp),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": created,
             "test_source": test_source,
             "extra": _jsonable(extra),
         }
@@ -656,6 +680,7 @@ def _copy_version(folder: int, directory: Path, destination: Path) -> Snapshot:
         raise _VersionGone
     manifest = parse_manifest(raw, directory / ENTRY_FILE)
     signature = _read_all(folder, SIGNATURE_FILE, directory)
+    bundle = _read_all(folder, MODEL_SIGNATURE_FILE, directory)
     for name, info in manifest["files"].items():
         target = destination / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -677,6 +702,8 @@ def _copy_version(folder: int, directory: Path, destination: Path) -> Snapshot:
     (destination / ENTRY_FILE).write_bytes(raw)
     if signature is not None:
         (destination / SIGNATURE_FILE).write_bytes(signature)
+    if bundle is not None:  # verified over exactly these files, by check_signature
+        (destination / MODEL_SIGNATURE_FILE).write_bytes(bundle)
     return Snapshot(StoredEntry(destination, manifest, raw), signature, directory)
 
 

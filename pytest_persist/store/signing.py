@@ -10,6 +10,8 @@ refusal can say which key signed an entry without revealing it.
 
 HMAC keys are symmetric: whoever can check a signature can also make one, so a key trusted with
 ``--persist-trust-key`` is a secret (a CI secret, say), never a file shipped with the store.
+A key file may instead hold an elliptic-curve private key (PEM): entries are then signed in the
+model-signing format (``public_key``) and the checking side trusts the public key alone.
 """
 
 from __future__ import annotations
@@ -27,7 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .layout import ENTRY_FILE, SIGNATURE_FILE
+from .layout import ENTRY_FILE, MODEL_SIGNATURE_FILE, SIGNATURE_FILE
+from .public_key import (
+    PrivateSigningKey,
+    PublicKeyError,
+    TrustedPublicKey,
+    bundle_key_id,
+    is_pem,
+    load_private_key,
+    load_public_key,
+)
 
 __all__ = [
     "ALGORITHM",
@@ -39,6 +50,7 @@ __all__ = [
     "TrustPolicy",
     "check_signature",
     "load_key_file",
+    "load_trust_key",
     "own_key",
     "sign_entry",
     "user_key_path",
@@ -81,9 +93,9 @@ def _parse_key(text: str, where: str) -> bytes:
     return bytes.fromhex(value)
 
 
-def load_key_file(path: Path | str) -> SigningKey:
-    """Read a key file; refuse one that is missing, corrupt or readable by others."""
-    path = Path(path)
+def _read_key_file(path: Path, *, private: bool) -> bytes:
+    """The bytes of a key file; refuse one that is missing, not a file, or (``private``)
+    readable by others."""
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -92,16 +104,47 @@ def load_key_file(path: Path | str) -> SigningKey:
         raise SigningKeyError(f"{path}: cannot read the key file ({exc})") from None
     if not stat.S_ISREG(info.st_mode):
         raise SigningKeyError(f"{path}: not a regular file, so not a key file")
-    if os.name == "posix" and info.st_mode & 0o077:
+    if private and os.name == "posix" and info.st_mode & 0o077:
         raise SigningKeyError(
             f"{path}: key file is readable or writable by others (mode "
             f"{stat.S_IMODE(info.st_mode):04o}); a key must be private: chmod 600 {path}"
         )
     try:
-        text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SigningKeyError(f"{path}: unreadable key file ({exc})") from None
+
+
+def load_key_file(path: Path | str) -> SigningKey | PrivateSigningKey:
+    """Read a key to sign with: an HMAC key (hex) or an elliptic-curve private key (PEM);
+    refuse one that is missing, corrupt, readable by others, or a public key."""
+    path = Path(path)
+    data = _read_key_file(path, private=True)
+    if is_pem(data):
+        try:
+            return load_private_key(path, data)
+        except PublicKeyError as exc:
+            raise SigningKeyError(str(exc)) from None
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as exc:
         raise SigningKeyError(f"{path}: unreadable key file ({exc})") from None
     return SigningKey(_parse_key(text, str(path)), str(path))
+
+
+def load_trust_key(path: Path | str) -> SigningKey | TrustedPublicKey:
+    """Read a key to trust (``--persist-trust-key``): a public key (PEM), which may be
+    readable by anyone, or an HMAC key (a secret, so private)."""
+    path = Path(path)
+    data = _read_key_file(path, private=False)
+    if is_pem(data):
+        try:
+            return load_public_key(path, data)
+        except PublicKeyError as exc:
+            raise SigningKeyError(str(exc)) from None
+    key = load_key_file(path)  # an HMAC key: the permission check applies
+    assert isinstance(key, SigningKey)
+    return key
 
 
 def user_key_path() -> Path:
@@ -127,7 +170,9 @@ def _create_user_key(path: Path) -> None:
         temp.unlink(missing_ok=True)
 
 
-def own_key(key_file: Path | str | None = None, *, create: bool = False) -> SigningKey | None:
+def own_key(
+    key_file: Path | str | None = None, *, create: bool = False
+) -> SigningKey | PrivateSigningKey | None:
     """The key this account signs with: ``PYTEST_PERSIST_KEY``, else ``key_file``, else the
     per-user key (created when ``create``; None when it does not exist and is not created)."""
     value = os.environ.get(KEY_ENV)
@@ -143,16 +188,28 @@ def own_key(key_file: Path | str | None = None, *, create: bool = False) -> Sign
             _create_user_key(path)
         except OSError as exc:
             raise SigningKeyError(f"{path}: cannot create the per-user key ({exc})") from None
-    return load_key_file(path)
+    key = load_key_file(path)
+    if not isinstance(key, SigningKey):
+        raise SigningKeyError(f"{path}: the per-user key must be an HMAC key (hex)")
+    return key
 
 
 # ----------------------------------------------------------------------------------------------
 # signing and checking
 
 
-def sign_entry(directory: Path | str, key: SigningKey) -> Path:
-    """Write ``signature.json`` for the ``entry.json`` in ``directory``; return its path."""
+def sign_entry(directory: Path | str, key: SigningKey | PrivateSigningKey) -> Path:
+    """Sign the entry in ``directory``; return the signature's path: ``signature.json`` (an
+    HMAC of its ``entry.json``) or, with an elliptic-curve key, ``model.sig`` (a model-signing
+    bundle over every file of the entry, so write it last)."""
     directory = Path(directory)
+    if isinstance(key, PrivateSigningKey):
+        try:
+            return key.sign(directory)
+        except Exception as exc:  # model-signing's own errors, named
+            raise SigningKeyError(
+                f"{key.path}: cannot sign {directory} ({type(exc).__name__}: {exc})"
+            ) from None
     data = (directory / ENTRY_FILE).read_bytes()
     signature = {"algorithm": ALGORITHM, "key_id": key.key_id, "mac": key.mac(data)}
     path = directory / SIGNATURE_FILE
@@ -171,6 +228,9 @@ class SignatureCheck:
     status: str
     key_id: str | None = None
     why: str = ""
+    #: How it was signed: "hmac-sha256", "model-signing ecdsa-P-256" (and P-384, P-521),
+    #: "model-signing" (a bundle no trusted key made); None: unsigned.
+    scheme: str | None = None
 
     @property
     def trusted(self) -> bool:
@@ -179,45 +239,85 @@ class SignatureCheck:
     def describe(self) -> str:
         return {
             "trusted": f"signed by trusted key {self.key_id}",
-            "unsigned": "not signed (no signature.json: written before signing existed, or "
-            "by hand)",
+            "unsigned": "not signed (no signature.json or model.sig: written before signing "
+            "existed, or by hand)",
             "untrusted": f"signed by key {self.key_id}, which is not trusted here",
             "invalid": f"its signature is invalid ({self.why})",
         }[self.status]
 
 
 def check_signature(
-    directory: Path | str, entry_bytes: bytes, keys: Iterable[SigningKey]
+    directory: Path | str,
+    entry_bytes: bytes,
+    keys: Iterable[SigningKey | TrustedPublicKey | PrivateSigningKey],
 ) -> SignatureCheck:
-    """Check ``signature.json`` in ``directory`` against ``entry_bytes`` (the exact bytes of
-    the entry.json that was parsed) and the trusted ``keys``."""
+    """Check the signature of the entry in ``directory`` (a verified copy): ``model.sig``
+    where there is one, against the trusted public keys; else ``signature.json`` against
+    ``entry_bytes`` (the exact bytes of the entry.json that was parsed) and the HMAC keys."""
+    keys = list(keys)
+    if (Path(directory) / MODEL_SIGNATURE_FILE).exists():
+        return _check_bundle(Path(directory), keys)
+    hmac_keys = [key for key in keys if isinstance(key, SigningKey)]
     path = Path(directory) / SIGNATURE_FILE
     if path.is_symlink():
-        return SignatureCheck("invalid", why=f"{path} is a symlink")
+        return SignatureCheck("invalid", why=f"{path} is a symlink", scheme=ALGORITHM)
     try:
         signature: Any = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return SignatureCheck("unsigned")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return SignatureCheck("invalid", why=f"{path} is unreadable: {exc}")
+        return SignatureCheck("invalid", why=f"{path} is unreadable: {exc}", scheme=ALGORITHM)
     if not isinstance(signature, dict) or not all(
         isinstance(signature.get(k), str) for k in ("algorithm", "key_id", "mac")
     ):
-        return SignatureCheck("invalid", why=f"{path} lacks algorithm, key_id or mac")
+        return SignatureCheck(
+            "invalid", why=f"{path} lacks algorithm, key_id or mac", scheme=ALGORITHM
+        )
     key_id = signature["key_id"]
     if signature["algorithm"] != ALGORITHM:
         return SignatureCheck(
-            "invalid", key_id, f"algorithm {signature['algorithm']!r}, expected {ALGORITHM!r}"
+            "invalid",
+            key_id,
+            f"algorithm {signature['algorithm']!r}, expected {ALGORITHM!r}",
+            scheme=ALGORITHM,
         )
-    for key in keys:
+    for key in hmac_keys:
         if key.key_id != key_id:
             continue
         if hmac.compare_digest(key.mac(entry_bytes), signature["mac"]):
-            return SignatureCheck("trusted", key_id)
+            return SignatureCheck("trusted", key_id, scheme=ALGORITHM)
         return SignatureCheck(
-            "invalid", key_id, f"the MAC of key {key_id} does not match: entry.json changed"
+            "invalid",
+            key_id,
+            f"the MAC of key {key_id} does not match: entry.json changed",
+            scheme=ALGORITHM,
         )
-    return SignatureCheck("untrusted", key_id)
+    return SignatureCheck("untrusted", key_id, scheme=ALGORITHM)
+
+
+def _check_bundle(
+    directory: Path, keys: list[SigningKey | TrustedPublicKey | PrivateSigningKey]
+) -> SignatureCheck:
+    """``model.sig``: which key made it (its hint), and whether a trusted one verifies it
+    over exactly the files of the entry."""
+    signature = directory / MODEL_SIGNATURE_FILE
+    if signature.is_symlink():
+        return SignatureCheck("invalid", why=f"{signature} is a symlink", scheme="model-signing")
+    key_id, why = bundle_key_id(signature)
+    if key_id is None:
+        return SignatureCheck("invalid", why=why, scheme="model-signing")
+    public = [k.public if isinstance(k, PrivateSigningKey) else k for k in keys]
+    for key in public:
+        if not isinstance(key, TrustedPublicKey) or key.key_id != key_id:
+            continue
+        try:
+            problem = key.verify(directory)
+        except ImportError as exc:
+            problem = f"model-signing is not installed: pip install pytest-persist[signing] ({exc})"
+        if problem is None:
+            return SignatureCheck("trusted", key_id, scheme=key.scheme)
+        return SignatureCheck("invalid", key_id, problem, scheme=key.scheme)
+    return SignatureCheck("untrusted", key_id, scheme="model-signing")
 
 
 @dataclass(frozen=True)
@@ -225,7 +325,7 @@ class TrustPolicy:
     """What a checking session trusts: its own key, the keys it was given, and whether
     entries without a trusted signature may be unpickled anyway."""
 
-    keys: tuple[SigningKey, ...] = ()
+    keys: tuple[SigningKey | TrustedPublicKey | PrivateSigningKey, ...] = ()
     allow_unsigned: bool = False
 
     @classmethod
@@ -238,7 +338,8 @@ class TrustPolicy:
     ) -> TrustPolicy:
         """This account's key (if any) plus every ``trust_key_files``; raises
         ``SigningKeyError`` naming the first unusable one."""
-        keys = [load_key_file(path) for path in trust_key_files]
+        keys: list[SigningKey | TrustedPublicKey | PrivateSigningKey]
+        keys = [load_trust_key(path) for path in trust_key_files]
         mine = own_key(key_file)
         return cls(tuple(([mine] if mine else []) + keys), allow_unsigned)
 
@@ -253,7 +354,11 @@ class TrustPolicy:
         """The key files a loader child must not read: this account's per-user key and every
         key file this policy read."""
         files = [str(user_key_path())]
-        files += [key.source for key in self.keys if key.source != KEY_ENV]
+        files += [
+            key.source
+            for key in self.keys
+            if not isinstance(key, TrustedPublicKey) and key.source != KEY_ENV
+        ]
         return list(dict.fromkeys(files))
 
 
