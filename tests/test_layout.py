@@ -22,6 +22,7 @@ LAYERS = [
     "store",
     "isolation",
     "atlas",
+    "cli",  # the command line: over every room, under no pytest-facing module
 ]
 
 

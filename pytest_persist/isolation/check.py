@@ -85,6 +85,7 @@ def start_check(
     loader: Loader | None = None,
     max_memory: int | None = DEFAULT_MAX_MEMORY,
     trust: TrustPolicy | None = None,
+    absent_is_error: bool | None = None,
 ) -> PendingCheck:
     """Verify ``entry`` and hand its child to the loader without waiting for it: the
     returned check's ``result()`` waits and compares its outputs with the stored ones, so the
@@ -104,6 +105,9 @@ def start_check(
     this environment's skops ``trusted``). ``trust`` says which signing keys are trusted
     (default: this account's key, see ``signing``): an entry of a backend whose loading runs
     code (the pickle family) is unpickled only when signed by one of them.
+    ``absent_is_error`` says whether a stored method the loaded model lacks is an error
+    (default: for the backends that give back the very objects) or left out as not compared;
+    the outputs the child computed are kept in the check's ``actual_outputs``.
     """
     outcome = _outcome_of(entry, entry.path)
     if entry.backend not in registry:
@@ -181,7 +185,9 @@ def start_check(
             "mode": version_warning,
             # A converted model (ONNX) may not offer every method: not compared, not an error.
             # An unpickled one that lost a method is an error (as across scikit-learn versions).
-            "absent_is_error": backend.preserves_objects,
+            "absent_is_error": backend.preserves_objects
+            if absent_is_error is None
+            else absent_is_error,
             "options": {**copy.backend_options, **(options or {})},
             "preimport": copy.estimator_class.rpartition(".")[0] if vouched else None,
             "child": {
@@ -268,6 +274,8 @@ class PendingCheck:
     done: bool = False
     group: CheckGroup | None = None
     group_version: int | None = None  # kept once the group is retired
+    #: What the loaded model answered, by method (filled by ``result()``).
+    actual_outputs: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def ended(cls, outcome: Outcome) -> PendingCheck:
@@ -363,6 +371,7 @@ class PendingCheck:
             from ..store import codec
 
             actual = codec.read(workdir / OUTPUTS, workdir / OUTPUTS_DESCRIPTION)["outputs"]
+        self.actual_outputs = actual
 
         from ..roundtrip.compare import compare_outputs
 

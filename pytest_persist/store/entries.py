@@ -116,6 +116,7 @@ def save_entry(
     untrusted_types: list[str] | None = None,
     installed: dict[str, Any] | None = None,
     outcome: dict[str, Any] | None = None,
+    estimator_description: dict[str, Any] | None = None,
     sign: bool = True,
     key: SigningKey | PrivateSigningKey | None = None,
 ) -> Path:
@@ -131,7 +132,10 @@ def save_entry(
     the complete installed set (``environments.installed.installed_set()``, this
     interpreter's by default): what ``pytest-persist bisect`` rebuilds. ``outcome`` (``kind``,
     ``compared_methods``) is what the saving round trip found, attested in
-    ``attestation.json`` (default: passed, every method of ``expected_outputs``). The entry
+    ``attestation.json`` (default: passed, every method of ``expected_outputs``).
+    ``estimator_description`` (``class``, ``name``, ``params``, ``modules``) replaces what is
+    read from ``estimator``, for a model known only from its file (``pytest-persist adopt``).
+    The entry
     is signed with ``key`` (an HMAC key, or an elliptic-curve private key: ``model.sig``), by
     default this account's key (``signing.own_key``, created on first use), unless ``sign``
     is False. Saving the same (test id, backend) again replaces
@@ -165,7 +169,7 @@ def save_entry(
             {"inputs": {"X": X, "y": y}, "outputs": dict(expected_outputs)},
         )
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        described = _describe_estimator(estimator)
+        described = estimator_description or _describe_estimator(estimator)
         found = outcome or {}
         _write_json(
             temp / ATTESTATION_FILE,

@@ -1,13 +1,4 @@
-"""``pytest-persist``: the command line, for the model files users already have.
-
-``inspect`` says what a model file (or a store entry) is without loading it; ``check`` runs
-``pytest --persist-load`` on a store in an empty folder; ``bisect`` finds the package release
-that broke each entry failing here. argparse, from the standard library: the three commands
-need subcommands, help and examples, no more (click would add 1.1 MB to every install of a
-pytest plugin, typer 26 MB and Python >= 3.11).
-
-It imports no pytest: ``check`` and ``bisect`` run pytest in child processes.
-"""
+"""``pytest-persist bisect STORE``: the package release that broke each entry failing here."""
 
 from __future__ import annotations
 
@@ -23,37 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
-
-#: Exit codes of every command besides its own (``check`` exits with pytest's code).
-EXIT_BAD_INPUT = 2
-
-_INSPECT_EXAMPLES = """\
-examples:
-  pytest-persist inspect model.joblib
-  pytest-persist inspect artifacts/test_models.py--test_forest--joblib-1a2b3c4d5e6f7a8b
-  pytest-persist inspect model.pkl --json > model.json
-
-It never loads the file: pickles are read with inert stand-ins for every class they name (past
-joblib's raw arrays and inside its object arrays), skops files through their schema.json and
-skops.io.get_untrusted_types, ONNX files through the onnx package's protobuf parser. Which
-classes and functions are dangerous is picklescan's verdict (its safety lists).
-
-exit status: 0 nothing dangerous, 1 the file would run code it names (dangerous globals),
-2 not a model file (or no such file / not an entry), 3 the file could not be read to its end.
-"""
-
-_CHECK_EXAMPLES = """\
-examples:
-  pytest-persist check artifacts
-  pytest-persist check artifacts -k forest --persist-report=report.json
-  pytest-persist check artifacts --persist-trust-key=ci.key -n 2
-
-Everything after STORE goes to pytest as it is. pytest runs with an empty temporary folder
-as its root (an empty pytest.ini there), so the tests and the configuration of the project
-in the current folder do not run; relative paths in the arguments are relative to the
-current folder, as usual. The exit status is pytest's.
-"""
+from .check_command import check_command
+from .common import EXIT_BAD_INPUT, fail
 
 _BISECT_EXAMPLES = """\
 examples:
@@ -76,61 +38,8 @@ not be bisected (not reproducible, no installed set recorded, an environment fai
 """
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pytest-persist",
-        description=(
-            "The model files you already have: what a file is (inspect), whether a store of "
-            "saved models still checks here (check), and which package release broke them "
-            "(bisect)."
-        ),
-        epilog=(
-            "examples:\n  pytest-persist inspect model.joblib\n  pytest-persist check artifacts\n"
-            "  pytest-persist bisect artifacts --report bisect.json\n\n"
-            "pytest-persist COMMAND --help shows each command's options and examples."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    from . import __version__
-
-    parser.add_argument("--version", action="version", version=f"pytest-persist {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
-
-    inspect = commands.add_parser(
-        "inspect",
-        help="what a model file or store entry is, without loading it",
-        description=(
-            "Say what a model file is without loading it: its format, the scikit-learn version "
-            "it was saved with, the classes and functions it imports and which of those are "
-            "dangerous; skops' untrusted types; ONNX opsets and operators. Given a store entry "
-            "(a folder with entry.json), inspect its artifact and show the environment it was "
-            "saved in."
-        ),
-        epilog=_INSPECT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    inspect.add_argument("path", metavar="FILE|ENTRY", help="a model file or a store entry folder")
-    inspect.add_argument("--json", action="store_true", help="print one JSON object instead")
-    inspect.add_argument(
-        "--max-bytes",
-        default="4GiB",
-        metavar="SIZE",
-        help="read at most this much of a compressed file's content (default 4GiB)",
-    )
-    inspect.set_defaults(run=_run_inspect)
-
-    check = commands.add_parser(
-        "check",
-        help="pytest --persist-load=STORE, in an empty folder",
-        description="Check every entry of STORE here: pytest --persist-load=STORE [ARGS...].",
-        epilog=_CHECK_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    check.add_argument("store", metavar="STORE", help="a store directory (--persist-save's)")
-    check.add_argument("pytest_args", nargs=argparse.REMAINDER, metavar="ARGS", help="for pytest")
-    check.set_defaults(run=_run_check)
-
+def add_parser(commands: Any) -> None:
+    """Add the command to ``commands`` (argparse sub-parsers)."""
     bisect = commands.add_parser(
         "bisect",
         help="find the package release that breaks each entry failing here",
@@ -179,179 +88,8 @@ def _parser() -> argparse.ArgumentParser:
         help="the pytest-persist wheel or source folder to install in every environment "
         "(default: this one's source checkout, built once into a wheel)",
     )
-    bisect.set_defaults(run=_run_bisect)
-    return parser
+    bisect.set_defaults(run=run)
 
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        return int(args.run(args))
-    except KeyboardInterrupt:
-        print("pytest-persist: interrupted", file=sys.stderr)
-        return 130
-
-
-def _fail(message: str) -> int:
-    print(f"pytest-persist: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
-
-
-# ----------------------------------------------------------------------------------------------
-# inspect
-
-
-def _parse_size(text: str) -> int:
-    units = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 1024, "m": 1e6, "mb": 1e6,
-             "mib": 1024**2, "g": 1e9, "gb": 1e9, "gib": 1024**3}  # fmt: skip
-    value = text.strip().lower()
-    number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = value[len(number) :]
-    if unit not in units:
-        raise ValueError(f"{text!r}: not a size (e.g. 512MiB, 4GiB)")
-    return int(float(number) * units[unit])
-
-
-def _run_inspect(args: argparse.Namespace) -> int:
-    from .artifacts.formats import NotAModelFile, PayloadTooLarge
-    from .artifacts.inspection import inspect_file
-
-    try:
-        max_bytes = _parse_size(args.max_bytes)
-    except ValueError as exc:
-        return _fail(f"--max-bytes {exc}")
-    path = Path(args.path)
-    entry: dict[str, Any] | None = None
-    if path.is_dir():
-        entry, artifact, problem = _entry_artifact(path)
-        if problem:
-            return _fail(problem)
-        path = artifact
-    try:
-        inspection = inspect_file(path, max_bytes=max_bytes)
-    except (NotAModelFile, PayloadTooLarge) as exc:
-        return _fail(str(exc))
-    except OSError as exc:
-        return _fail(f"{path}: cannot be read ({exc})")
-    if args.json:
-        data = inspection.to_dict()
-        if entry is not None:
-            data["entry"] = entry
-        print(json.dumps(data, indent=2))
-    else:
-        if entry is not None:
-            print("\n".join(_entry_lines(entry)))
-        print("\n".join(inspection.lines()))
-        if entry is not None and entry["backend"] != inspection.format:
-            print(f"  note: the entry's backend is {entry['backend']}")
-    return inspection.exit_code
-
-
-def _entry_artifact(directory: Path) -> tuple[dict[str, Any] | None, Path, str]:
-    """The entry in ``directory`` (described), its artifact, or what is wrong."""
-    from .store.entries import ENTRY_FILE, StoreError, TamperedArtifactError, read_entry
-
-    if not (directory / ENTRY_FILE).is_file():
-        return (
-            None,
-            directory,
-            (
-                f"{directory}: a folder without {ENTRY_FILE}, so not a store entry; inspect a "
-                "model file, or one entry folder of a store"
-            ),
-        )
-    try:
-        entry = read_entry(directory)
-    except StoreError as exc:
-        return None, directory, str(exc)
-    try:
-        entry.verify()
-        integrity = "every file matches its sha256 in entry.json"
-    except TamperedArtifactError as exc:
-        integrity = f"TAMPERED: {exc}"
-    artifact = entry.artifact_path
-    if artifact.is_dir():
-        return None, artifact, f"{artifact}: the entry's artifact is a folder, not a model file"
-    from .store.signing import SigningKeyError, TrustPolicy
-
-    try:
-        signature = TrustPolicy.from_options().check(entry.path, entry.raw).describe()
-    except SigningKeyError as exc:
-        signature = f"cannot be checked here ({exc})"
-    manifest = entry.manifest
-    described = {
-        "entry": str(entry.path),
-        "test_id": entry.test_id,
-        "backend": entry.backend,
-        "estimator": entry.estimator_class,
-        "created": entry.created,
-        "environment": entry.environment,
-        "installed": manifest.get("installed"),
-        "methods": entry.methods,
-        "integrity": integrity,
-        "signature": signature,
-    }
-    return described, artifact, ""
-
-
-def _entry_lines(entry: dict[str, Any]) -> list[str]:
-    lines = [
-        f"{entry['entry']}: store entry of {entry['test_id']} [{entry['backend']}]",
-        f"  estimator: {entry['estimator']}, methods {', '.join(entry['methods']) or 'none'}",
-        f"  saved {entry['created']} in: "
-        + ", ".join(f"{k} {v}" for k, v in entry["environment"].items()),
-    ]
-    installed = entry.get("installed")
-    if installed:
-        count = len(installed.get("distributions") or {})
-        direct = ", ".join(installed.get("direct") or {}) or "none"
-        lines.append(
-            f"  installed set: {count} distributions recorded (not from an index: {direct})"
-        )
-    else:
-        lines.append("  installed set: not recorded (saved before pytest-persist recorded it)")
-    lines.append(f"  integrity: {entry['integrity']}")
-    lines.append(f"  signature: {entry['signature']}")
-    return lines
-
-
-# ----------------------------------------------------------------------------------------------
-# check
-
-
-def check_command(store: Path, pytest_args: list[str], *, python: str | None = None) -> list[str]:
-    """The command line of ``check``, to run from an empty folder: ``pytest --persist-load``
-    whose root is that folder, with an empty pytest.ini (no project configuration)."""
-    return [
-        python or sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        "no:cacheprovider",
-        f"--persist-load={store}",
-        *pytest_args,
-    ]
-
-
-def _run_check(args: argparse.Namespace) -> int:
-    store = Path(args.store).resolve()
-    from .store.entries import StoreError, entry_dirs
-
-    try:
-        if not entry_dirs(store):
-            return _fail(f"{store}: an empty store, nothing to check")
-    except StoreError as exc:
-        return _fail(str(exc))
-    with tempfile.TemporaryDirectory(prefix="pytest-persist-check-") as folder:
-        ini = Path(folder) / "pytest.ini"
-        ini.write_text("[pytest]\n", encoding="utf-8")
-        command = check_command(store, [f"--rootdir={folder}", "-c", str(ini), *args.pytest_args])
-        command.append(folder)  # collect nothing from the current folder
-        return subprocess.call(command)
-
-
-# ----------------------------------------------------------------------------------------------
-# bisect
 
 #: Never moved nor rebuilt: the installers, and pytest-persist (this one goes everywhere).
 _NOT_BISECTED = {"pip", "uv", "pytest-persist"}
@@ -435,7 +173,7 @@ def _failure_summary(record: dict[str, Any]) -> str:
 def _pytest_persist_requirement(args: argparse.Namespace, cache: Path, uv: str) -> str:
     """What installs this pytest-persist in a rebuilt environment: a wheel built once from
     its source checkout (or the one given with --pytest-persist), by its content's sha256."""
-    from . import __version__
+    from .. import __version__
 
     given = Path(args.pytest_persist).resolve() if args.pytest_persist else None
     if given is not None and given.is_file() and given.suffix == ".whl":
@@ -443,11 +181,11 @@ def _pytest_persist_requirement(args: argparse.Namespace, cache: Path, uv: str) 
     source = given or Path(__file__).resolve().parent.parent
     pyproject = source / "pyproject.toml"
     if not pyproject.is_file() or 'name = "pytest-persist"' not in pyproject.read_text("utf-8"):
-        from .environments.installed import installed_set
+        from ..environments.installed import installed_set
 
         if "pytest-persist" in (installed_set().get("direct") or {}):
             raise SystemExit(
-                _fail(
+                fail(
                     "bisect installs this pytest-persist in every environment it builds: give "
                     "its wheel or source folder with --pytest-persist PATH"
                 )
@@ -463,7 +201,7 @@ def _pytest_persist_requirement(args: argparse.Namespace, cache: Path, uv: str) 
         )
         found = sorted(Path(out).glob("*.whl"))
         if built.returncode != 0 or not found:
-            raise SystemExit(_fail(f"cannot build pytest-persist from {source}: {built.stderr}"))
+            raise SystemExit(fail(f"cannot build pytest-persist from {source}: {built.stderr}"))
         import hashlib
 
         digest = hashlib.sha256(found[0].read_bytes()).hexdigest()[:16]
@@ -480,7 +218,7 @@ def _given_pythons(values: list[str]) -> dict[str, str]:
         version, _, path = value.partition("=")
         if not path:
             raise SystemExit(
-                _fail(f"--python {value!r}: expected VERSION=PATH, e.g. 3.10=/usr/bin/python3.10")
+                fail(f"--python {value!r}: expected VERSION=PATH, e.g. 3.10=/usr/bin/python3.10")
             )
         given[version.strip()] = path.strip()
     return given
@@ -538,7 +276,7 @@ class _EntryBisector:
         shutil.copytree(self.entry.path, self.store / self.entry.path.name, symlinks=False)
 
     def interpreter(self, version: str) -> tuple[str, str] | None:
-        from .environments.rebuild import find_python
+        from ..environments.rebuild import find_python
 
         cache = self.context["pythons"]
         if version not in cache:
@@ -546,7 +284,7 @@ class _EntryBisector:
         return cache[version]
 
     def python_change(self) -> Any:
-        from .environments.bisect import Change
+        from ..environments.bisect import Change
 
         if self.saved_python == self.here_python:
             return None
@@ -561,8 +299,8 @@ class _EntryBisector:
         return Change("python", self.saved_python, self.here_python)
 
     def try_moves(self, moves: dict[str, str | None]) -> Any:
-        from .environments.bisect import BROKEN, FAIL, PASS, Trial
-        from .environments.rebuild import RebuildError
+        from ..environments.bisect import BROKEN, FAIL, PASS, Trial
+        from ..environments.rebuild import RebuildError
 
         started = time.perf_counter()
         moves = dict(moves)
@@ -648,7 +386,7 @@ class _EntryBisector:
         return problem
 
     def releases(self, change: Any, before: dict[str, str | None]) -> list[str]:
-        from .environments.releases import releases_between
+        from ..environments.releases import releases_between
 
         if change.package == "python":
             return self._pythons_between(change.saved, change.here)
@@ -675,8 +413,8 @@ class _EntryBisector:
         return [start, *found, end]
 
     def order(self, changes: list[Any], baseline: Any) -> list[Any]:
-        from .environments.bisect import dependents_first
-        from .environments.fingerprint import FINGERPRINT_DISTRIBUTIONS
+        from ..environments.bisect import dependents_first
+        from ..environments.fingerprint import FINGERPRINT_DISTRIBUTIONS
 
         requires: dict[str, set[str]] = {}
         for graph in (self.context["here_requires"], self._baseline_requires(baseline)):
@@ -688,7 +426,7 @@ class _EntryBisector:
         return dependents_first(changes, requires, FINGERPRINT_DISTRIBUTIONS)
 
     def _baseline_requires(self, baseline: Any) -> dict[str, set[str]]:
-        from .environments.rebuild import BuiltEnvironment
+        from ..environments.rebuild import BuiltEnvironment
 
         path = baseline.details.get("path")
         if not path:
@@ -726,25 +464,25 @@ def _here_requires() -> dict[str, set[str]]:
     return graph
 
 
-def _run_bisect(args: argparse.Namespace) -> int:
-    from .environments.bisect import Bisection, differences
-    from .environments.installed import installed_set
-    from .environments.rebuild import EnvironmentBuilder, find_uv
-    from .results.outcome import FAILED_KINDS
-    from .store.entries import StoreError, entry_dirs, iter_entries
+def run(args: argparse.Namespace) -> int:
+    from ..environments.bisect import Bisection, differences
+    from ..environments.installed import installed_set
+    from ..environments.rebuild import EnvironmentBuilder, find_uv
+    from ..results.outcome import FAILED_KINDS
+    from ..store.entries import StoreError, entry_dirs, iter_entries
 
     started = time.perf_counter()
     store = Path(args.store).resolve()
     try:
         if not entry_dirs(store):
-            return _fail(f"{store}: an empty store, nothing to bisect")
+            return fail(f"{store}: an empty store, nothing to bisect")
         entries = {(e.test_id, e.backend): e for e in iter_entries(store, clean=False)}
     except StoreError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     uv = args.uv or find_uv()
     if uv is None or not (Path(uv).is_file() or shutil.which(uv)):
         where = f" ({args.uv} does not exist)" if args.uv else ""
-        return _fail(
+        return fail(
             f"bisect builds environments with uv, which is not installed here{where}: pip "
             "install uv (or pytest-persist[bisect])"
         )
@@ -760,14 +498,14 @@ def _run_bisect(args: argparse.Namespace) -> int:
         code, records, output = run_check(sys.executable, store, Path(work) / "here", extra)
         checks = [r for r in records if r.get("mode") == "check"]
         if not checks:
-            return _fail(
+            return fail(
                 f"the check of {store} here ran no stored entry (pytest exit status {code})"
                 + (f":\n{output}" if output else "")
             )
         failed_kinds = {kind.value for kind in FAILED_KINDS}
         failing = [r for r in checks if r.get("kind") in failed_kinds]
         if not failing:
-            return _fail(
+            return fail(
                 f"every entry checked here passes ({len(checks)} checked"
                 + (f" with -k {args.keyword!r}" if args.keyword else "")
                 + "): nothing to bisect"
@@ -914,7 +652,3 @@ def _bisect_one(
         seconds=round(time.perf_counter() - started, 1),
     )
     return result
-
-
-if __name__ == "__main__":
-    sys.exit(main())
