@@ -148,14 +148,15 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> None:
         )
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outermost: sees the report as xfail left it
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     result = yield
     # a usage error in the persist_roundtrip fixture fails setup, and the call never runs
-    if call.when == "call" or (call.when == "setup" and result.get_result().failed):
-        records = records_of(item, item.stash.get(OUTCOMES_KEY, []))
+    report = result.get_result()
+    if call.when == "call" or (call.when == "setup" and report.failed):
+        records = records_of(item, item.stash.get(OUTCOMES_KEY, []), report)
         if records:  # plain data on the report, so it reaches the xdist controller
-            setattr(result.get_result(), REPORT_ATTRIBUTE, records)
+            setattr(report, REPORT_ATTRIBUTE, records)
 
 
 @pytest.fixture

@@ -516,25 +516,46 @@ def _invalid(directory: Path, message: str) -> Outcome:
 def _environments(outcome: Outcome) -> str:
     saved = outcome.details.get("saved_environment", {})
     loaded = outcome.details.get("loaded_environment", {})
+    shown = set(outcome.versions)  # already on the "versions:" line, old -> new
     changed = [
         f"{key} {saved.get(key, '?')} -> {loaded.get(key, 'missing')}"
         for key in dict.fromkeys([*saved, *loaded])
-        if saved.get(key) != loaded.get(key) and key != "pytest-persist"
+        if saved.get(key) != loaded.get(key) and key not in shown and key != "pytest-persist"
     ]
     where = f"\n  saved in {outcome.details.get('entry', '?')}"
-    return where + (f"\n  environment changes: {', '.join(changed)}" if changed else "")
+    return where + (f"\n  other environment changes: {', '.join(changed)}" if changed else "")
 
 
 # ----------------------------------------------------------------------------------------------
 # records
 
 
-def records_of(item: pytest.Item, roundtrip_outcomes: list[Outcome]) -> list[dict[str, Any]]:
-    """The JSON-able records an item produced, for its ``call`` report."""
+def records_of(
+    item: pytest.Item, roundtrip_outcomes: list[Outcome], report: pytest.TestReport | None = None
+) -> list[dict[str, Any]]:
+    """The JSON-able records an item produced, for its ``call`` report; each says what pytest
+    made of it (``details.pytest_outcome``: passed, failed, error, skipped or xfailed), so that the
+    summary's counts are pytest's."""
     checks = item.stash.get(CHECK_OUTCOMES_KEY, [])
-    return [Record(o, "roundtrip").to_dict() for o in roundtrip_outcomes] + [
-        Record(o, "check").to_dict() for o in checks
-    ]
+    records = [Record(o, "roundtrip") for o in roundtrip_outcomes]
+    records += [Record(o, "check") for o in checks]
+    if report is not None:
+        for record in records:
+            record.outcome.details["pytest_outcome"] = pytest_outcome(record.outcome, report)
+    return [record.to_dict() for record in records]
+
+
+def pytest_outcome(outcome: Outcome, report: pytest.TestReport) -> str:
+    """The pytest result of ``outcome``'s item, as far as this outcome is concerned: a failed
+    kind is ``xfailed`` in an item marked xfail; an unsupported one ``skipped`` unless its item
+    failed (``--persist-strict``)."""
+    if outcome.failed:
+        if hasattr(report, "wasxfail"):
+            return "xfailed"
+        return "error" if report.when == "setup" else "failed"
+    if outcome.kind in (OutcomeKind.UNSUPPORTED, OutcomeKind.UNAVAILABLE):
+        return "failed" if report.failed else "skipped"
+    return "failed" if report.failed and not hasattr(report, "wasxfail") else "passed"
 
 
 def isolation_line(records: list[Record]) -> str:

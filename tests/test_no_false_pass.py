@@ -199,9 +199,12 @@ def test_a_class_a_generator_y_and_no_backend_are_recorded_usage_errors(run_suit
     ]
     classes = [r for r in report["records"] if r["test_id"].endswith("test_class[pickle]")]
     assert [(r["estimator"], r["backend"]) for r in classes] == [("LogisticRegression", "pickle")]
-    assert "round trips: 5 usage_error" in text
+    # counted as pytest counts them: the fixture's usage error fails setup (an error)
+    counts = "4 failed (4 usage_error), 1 error (1 usage_error)"
+    assert f"round trips: {counts}" in text
+    assert "4 failed, 1 error" in text
     markdown = (pytester.path / "report.md").read_text()
-    assert "5 usage_error" in markdown
+    assert counts in markdown
     assert "LogisticRegression via pickle: usage_error" in markdown
 
 

@@ -178,7 +178,7 @@ def _pytest_persist_requirement(args: argparse.Namespace, cache: Path, uv: str) 
     given = Path(args.pytest_persist).resolve() if args.pytest_persist else None
     if given is not None and given.is_file() and given.suffix == ".whl":
         return f"pytest-persist @ {given.as_uri()}"
-    source = given or Path(__file__).resolve().parent.parent
+    source = given or Path(__file__).resolve().parents[2]  # the checkout: cli/ is two down
     pyproject = source / "pyproject.toml"
     if not pyproject.is_file() or 'name = "pytest-persist"' not in pyproject.read_text("utf-8"):
         from ..environments.installed import installed_set

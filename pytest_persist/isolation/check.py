@@ -24,7 +24,7 @@ from typing import Any
 
 from ..environments.fingerprint import environment_fingerprint
 from ..environments.version_warnings import VersionWarningRecord
-from ..results.outcome import Outcome, OutcomeKind
+from ..results.outcome import Outcome, OutcomeKind, by_reason
 from ..roundtrip.hints import load_error_hint
 from ..store.entries import StoredEntry, StoreError, TamperedArtifactError, snapshot_entry
 from ..store.signing import SigningKeyError, TrustPolicy, refusal_message
@@ -401,7 +401,7 @@ class PendingCheck:
         )
         if method_errors:
             outcome.details["method_errors"] = method_errors
-            shown = "; ".join(f"{m}: {reason}" for m, reason in method_errors.items())
+            shown = by_reason(method_errors)
             return _finish(outcome, OutcomeKind.METHOD_ERROR, f"loaded, then {shown}")
         if any(not d.tolerated for d in outcome.differences):
             return _finish(outcome, OutcomeKind.MISMATCH, "")

@@ -145,8 +145,11 @@ class Outcome:
             lines.append(f"  {self.state_only}")
         if self.identity:
             lines.append(f"  {self.identity}")
+        grouped: dict[str, list[str]] = {}
         for method, reason in self.not_compared.items():
-            lines.append(f"  not compared: {method} ({reason})")
+            grouped.setdefault(reason, []).append(method)
+        for reason, methods in grouped.items():
+            lines.append(f"  not compared: {', '.join(methods)} ({reason})")
         if self.versions:
             shown = ", ".join(f"{k} {v}" for k, v in self.versions.items())
             lines.append(f"  versions: {shown}")
@@ -186,3 +189,12 @@ class Outcome:
             VersionWarningRecord(**w) for w in data.get("version_warnings", [])
         ]
         return cls(**data)
+
+
+def by_reason(reasons: dict[str, str]) -> str:
+    """``predict, predict_proba: ValueError: ...; score: ...``: methods that fail for the same
+    reason are named together, so one cause reads once, not once per method."""
+    grouped: dict[str, list[str]] = {}
+    for method, reason in reasons.items():
+        grouped.setdefault(reason, []).append(method)
+    return "; ".join(f"{', '.join(methods)}: {reason}" for reason, methods in grouped.items())

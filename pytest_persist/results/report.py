@@ -361,17 +361,37 @@ def summary_lines(
 
 
 def _counts(records: Sequence[Record]) -> str:
-    """``3 passed, 1 passed (state only), 1 mismatch``, kinds in the order outcomes are listed."""
-    totals: dict[str, int] = {}
+    """``82 passed, 1 passed (state only), 3 xfailed (2 dump_error, 1 method_error), 2 skipped
+    (2 unsupported)``: grouped by what pytest made of each (``details.pytest_outcome``), so the
+    numbers add up to pytest's own line; by kind alone for records that do not say (older
+    reports)."""
+    order = [k.value for k in OutcomeKind]
+    by_result: dict[str, dict[str, int]] = {}
     for record in records:
         outcome = record.outcome
         kind = outcome.kind.value + outcome.qualifier
-        totals[kind] = totals.get(kind, 0) + 1
-    order = [k.value for k in OutcomeKind]
-    return ", ".join(
-        f"{totals[kind]} {kind}"
-        for kind in sorted(totals, key=lambda k: (order.index(k.split(" ")[0]), k))
-    )
+        result = outcome.details.get("pytest_outcome")
+        if result is None or (result == "passed" and kind.startswith("passed")):
+            result = kind  # a pass is its own group ("passed", "passed (state only)")
+        group = by_result.setdefault(result, {})
+        group[kind] = group.get(kind, 0) + 1
+
+    def rank(result: str) -> tuple[int, str]:
+        first = result.split(" ")[0]
+        if first in order:
+            return (order.index(first), result)
+        return (len(order) + ["failed", "error", "xfailed", "skipped"].index(result), result)
+
+    parts = []
+    for result in sorted(by_result, key=rank):
+        kinds = by_result[result]
+        total = sum(kinds.values())
+        if list(kinds) == [result]:
+            parts.append(f"{total} {result}")
+            continue
+        inner = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: rank(kv[0])))
+        parts.append(f"{total} {result} ({inner})")
+    return ", ".join(parts)
 
 
 # ----------------------------------------------------------------------------------------------

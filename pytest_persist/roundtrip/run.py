@@ -12,7 +12,7 @@ import numpy as np
 
 from ..backends import Backend, BackendCall, BackendRegistry, UnsupportedEstimator
 from ..environments.version_warnings import capture_version_warnings
-from ..results.outcome import Difference, Outcome, OutcomeKind
+from ..results.outcome import Difference, Outcome, OutcomeKind, by_reason
 from .compare import (
     available_methods,
     call_method,
@@ -176,7 +176,7 @@ def expected_outputs(
         for method, reason in errors.items()
     }
     if offered and not outputs:
-        details = "; ".join(f"{m}: {r}" for m, r in errors.items())
+        details = by_reason(errors)
         raise PersistUsageError(f"no prediction method of {name} works on the given X: {details}")
     identical = [m for m, output in outputs.items() if m != "score" and equals_input(X, output)]
     return Expected(
@@ -370,7 +370,7 @@ def note_state_only(
     that compared nothing; ``--persist-strict`` fails it)."""
     if outcome.kind is not OutcomeKind.PASSED or outcome.compared_methods:
         return
-    why = "; ".join(f"{m}: {r}" for m, r in outcome.not_compared.items())
+    why = by_reason(outcome.not_compared)
     why = why or nothing_to_call(outcome.estimator, estimator)
     if backend.preserves_objects and config.state != "ignore":
         outcome.details["state_only"] = (
