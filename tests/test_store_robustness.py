@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -513,3 +514,39 @@ def test_an_outputs_archive_that_would_expand_is_refused(pytester, iris):
     assert record["kind"] == "load_error"
     assert f"{entry.path / 'data.npz'}: unreadable" in record["error"], record["error"]
     assert "would expand to 671089" in record["error"]  # 64 MiB and the .npy header
+
+
+@pytest.mark.parametrize("planted", ["fifo-manifest", "fifo-artifact", "huge-manifest"])
+def test_a_planted_fifo_or_huge_manifest_fails_alone(pytester, iris, planted):
+    """Reading a FIFO blocks until someone writes to it, and a huge entry.json fills memory:
+    neither may stop the session."""
+    X, y = iris
+    root = pytester.path / "store"
+    store_model(root, LogisticRegression(max_iter=300).fit(X, y), X, y, test_id="t.py::test_ok")
+    bad = store_model(
+        root, LogisticRegression(max_iter=300).fit(X, y), X, y, test_id="t.py::test_bad"
+    )
+    if planted == "fifo-manifest":
+        (bad.path / "entry.json").unlink()
+        os.mkfifo(bad.path / "entry.json")
+        said = "entry.json: not a regular file"
+    elif planted == "fifo-artifact":
+        (bad.path / "artifact.pkl").unlink()
+        os.mkfifo(bad.path / "artifact.pkl")
+        said = "artifact.pkl: not a regular file"
+    else:
+        with open(bad.path / "entry.json", "ab") as handle:
+            handle.truncate(20 * 1024**2)  # sparse: 20 MB of nothing
+        said = "too large for a pytest-persist entry's metadata"
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", "--persist-load=store"],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert time.monotonic() - started < 120
+    assert result.returncode == 1, result.stdout
+    assert "PASSED persist_load::t.py::test_ok[pickle]" in result.stdout
+    assert said in result.stdout, result.stdout

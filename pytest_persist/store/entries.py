@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import sys
 import tempfile
 import time
@@ -555,12 +556,36 @@ def read_entry(directory: Path | str) -> StoredEntry:
                 "store; refusing to read outside the store"
             )
     try:
-        raw = path.read_bytes()
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         raise StoreError(f"{path}: missing; {directory} is not a pytest-persist entry") from None
     except OSError as exc:
         raise StoreError(f"{path}: unreadable ({exc})") from None
+    with os.fdopen(descriptor, "rb") as handle:
+        raw = _read_manifest(handle, path)
     return StoredEntry(directory, parse_manifest(raw, path), raw)
+
+
+#: An entry.json beyond this is no manifest (a real one holds a few kB, the installed set
+#: included): refused before it is read into memory.
+_MAX_MANIFEST_BYTES = 16 * 1024**2
+
+
+def _read_manifest(handle: Any, path: Path) -> bytes:
+    """The bytes of an opened entry.json: a regular file of sane size, or a ``StoreError``
+    (a FIFO planted as entry.json would otherwise block the session)."""
+    info = os.fstat(handle.fileno())
+    if not stat.S_ISREG(info.st_mode):
+        raise StoreError(f"{path}: not a regular file, so not a pytest-persist entry")
+    if info.st_size > _MAX_MANIFEST_BYTES:
+        raise StoreError(
+            f"{path}: {info.st_size} bytes, too large for a pytest-persist entry's metadata "
+            f"(at most {_MAX_MANIFEST_BYTES})"
+        )
+    try:
+        return handle.read(_MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise StoreError(f"{path}: unreadable ({exc})") from None
 
 
 def parse_manifest(raw: bytes, path: Path) -> dict[str, Any]:
@@ -650,7 +675,14 @@ def _open_beneath(folder: int, name: str, where: Path) -> int:
             if current != folder:
                 os.close(current)
             current = following
-        return os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW, dir_fd=current)
+        descriptor = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=current)
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):  # a FIFO or device would block
+            os.close(descriptor)
+            raise TamperedArtifactError(
+                f"{where / name}: not a regular file (a FIFO, device or folder planted in the "
+                "entry). Refusing to load this entry."
+            )
+        return descriptor
     except FileNotFoundError:
         raise _VersionGone from None
     except OSError as exc:
@@ -673,7 +705,7 @@ def _read_all(folder: int, name: str, where: Path) -> bytes | None:
     except _VersionGone:
         return None
     with os.fdopen(descriptor, "rb") as handle:
-        return handle.read()
+        return _read_manifest(handle, where / name)
 
 
 def _copy_version(folder: int, directory: Path, destination: Path) -> Snapshot:
